@@ -1,0 +1,57 @@
+//! Command-line parsing and dispatch: one file per subcommand, each with its clap `Args`
+//! and a `run` that returns `anyhow::Result`. This module maps errors to exit codes.
+
+use clap::{Parser, Subcommand};
+
+mod add;
+mod serve;
+
+/// distfs: a peer-to-peer software distribution as a read-only filesystem.
+#[derive(Parser)]
+#[command(name = "distfs", version, about, long_about = None)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Import a file or directory tree as a UnixFS DAG (Kubo `ipfs add` compatible).
+    Add(add::AddArgs),
+    /// Run a trustless HTTP gateway over a block store and CAR files.
+    Serve(serve::ServeArgs),
+}
+
+/// Parses the command line, runs the subcommand and returns the process exit code.
+pub fn main() -> i32 {
+    let cli = Cli::parse();
+    init_tracing();
+    let result = match cli.command {
+        Command::Add(args) => add::run(args),
+        Command::Serve(args) => serve::run(args),
+    };
+    match result {
+        Ok(()) => 0,
+        Err(err) => {
+            eprintln!("distfs: {}", one_line(&err));
+            1
+        }
+    }
+}
+
+/// Joins an error chain into one line: "outer: cause: root cause".
+fn one_line(err: &anyhow::Error) -> String {
+    err.chain()
+        .map(|e| e.to_string())
+        .collect::<Vec<_>>()
+        .join(": ")
+}
+
+fn init_tracing() {
+    use tracing_subscriber::EnvFilter;
+    let filter = EnvFilter::try_from_env("DISTFS_LOG").unwrap_or_else(|_| EnvFilter::new("warn"));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .try_init();
+}

@@ -1,0 +1,1 @@
+//! Importing files and trees into UnixFS DAGs (placeholder).

@@ -1,0 +1,1 @@
+//! The trustless HTTP gateway (placeholder).

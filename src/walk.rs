@@ -1,0 +1,1 @@
+//! Async walks of UnixFS DAGs over a block store (placeholder).
