@@ -25,3 +25,8 @@ pub use node::{
     DirEntry, DirNode, FileChild, FileNode, HiddenEntry, Meta, Mtime, Node, SymlinkNode, MAX_LINKS,
 };
 pub use plan::{plan_read, ByteRange, ChildRead, ReadPlan};
+
+#[cfg(test)]
+mod tests;
+#[cfg(test)]
+pub(crate) mod testutil;
