@@ -6,9 +6,10 @@
 //! CAR of any size streams in bounded memory and a slow client slows the walk. A block that
 //! turns out to be missing after the 200 has been sent aborts the body: the connection is
 //! closed without the final chunk, so clients see a truncated transfer rather than a short
-//! CAR that looks complete (the error is logged). Identity blocks are never written.
+//! CAR that looks complete (the error is logged). The walk itself (path blocks, HAMT shards
+//! on the hash path, scope, ranges, dups, no identity blocks) is [`crate::walk::CarWalker`].
 
-use std::collections::HashSet;
+use std::sync::Arc;
 
 use axum::body::Body;
 use axum::http::{header, HeaderMap, StatusCode};
@@ -16,19 +17,21 @@ use axum::response::Response;
 use bytes::Bytes;
 use cid::Cid;
 use sha2::{Digest, Sha256};
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, oneshot};
 
-use super::dag::{self, Resolved, Sink};
 use super::error::ServeError;
 use super::raw::IMMUTABLE;
 use super::request::{CarParams, ContentPath, DagScope};
 use super::{not_modified, set, Gateway};
-use crate::block::{mh, Block};
 use crate::car::{encode_header, encode_section};
 use crate::store::BlockStore;
+use crate::unixfs::ByteRange;
+use crate::walk::{self, CarOptions, CarWalker};
 
 /// Sections buffered between the walking task and the socket.
 const CHANNEL_DEPTH: usize = 16;
+
+type Chunk = Result<Bytes, ServeError>;
 
 /// Answers a CAR request.
 #[tracing::instrument(skip_all, fields(cid = %path.cid))]
@@ -40,7 +43,7 @@ pub async fn serve_car(
     head: bool,
 ) -> Result<Response, ServeError> {
     let store = gw.store().clone();
-    let resolved = dag::resolve(store.as_ref(), path.cid, &path.segments).await?;
+    let roots = segment_cids(store.as_ref(), path).await?;
     let etag = car_etag(path, &params);
 
     let mut resp = Response::new(Body::empty());
@@ -61,7 +64,7 @@ pub async fn serve_car(
         header::HeaderName::from_static("x-ipfs-path"),
         &ipfs_path,
     );
-    let roots: Vec<String> = resolved.roots.iter().map(Cid::to_string).collect();
+    let roots: Vec<String> = roots.iter().map(Cid::to_string).collect();
     set(
         h,
         header::HeaderName::from_static("x-ipfs-roots"),
@@ -80,14 +83,35 @@ pub async fn serve_car(
         return Ok(resp);
     }
 
-    let (tx, rx) = mpsc::channel::<Result<Bytes, ServeError>>(CHANNEL_DEPTH);
+    let (tx, rx) = mpsc::channel::<Chunk>(CHANNEL_DEPTH);
+    let (ready_tx, ready_rx) = oneshot::channel();
     let root = path.cid;
+    let segments = path.segments.clone();
+    let opts = CarOptions {
+        scope: match params.scope {
+            DagScope::Block => walk::DagScope::Block,
+            DagScope::Entity => walk::DagScope::Entity,
+            DagScope::All => walk::DagScope::All,
+        },
+        entity_bytes: params.entity_bytes.map(|eb| ByteRange {
+            from: eb.from,
+            to: eb.to,
+        }),
+        dups: params.dups,
+    };
     tokio::spawn(async move {
-        if let Err(e) = stream_car(store, root, resolved, params, &tx).await {
-            tracing::warn!(cid = %root, error = %e, "CAR stream ended early");
-            let _ = tx.send(Err(e)).await;
-        }
+        stream_car(store, root, segments, opts, ready_tx, tx).await;
     });
+    // The task resolves the path first: a failure there is still a clean error status.
+    match ready_rx.await {
+        Ok(Ok(())) => {}
+        Ok(Err(e)) => return Err(e),
+        Err(_) => {
+            return Err(ServeError::Internal {
+                what: "CAR task ended before resolving the path".into(),
+            })
+        }
+    }
     let stream = futures::stream::unfold(rx, |mut rx| async move {
         rx.recv().await.map(|item| (item, rx))
     });
@@ -95,78 +119,93 @@ pub async fn serve_car(
     Ok(resp)
 }
 
-/// Writes the header, the path blocks and the scoped walk into `tx`. Returns `Ok` early when
-/// the client has gone away.
+/// The root and the CID each path segment names (what `X-Ipfs-Roots` lists). Resolving here
+/// also answers a missing root or segment with 404 before anything is streamed.
+async fn segment_cids(store: &dyn BlockStore, path: &ContentPath) -> Result<Vec<Cid>, ServeError> {
+    let mut roots = Vec::with_capacity(path.segments.len() + 1);
+    let mut current = path.cid;
+    walk::get_block(store, &current)
+        .await
+        .map_err(|e| walk_error(path, e))?;
+    roots.push(current);
+    for seg in &path.segments {
+        current = walk::resolve_path(store, &current, &[seg.as_str()])
+            .await
+            .map_err(|e| walk_error(path, e))?;
+        roots.push(current);
+    }
+    Ok(roots)
+}
+
+/// Maps a walk failure to the gateway's status table.
+fn walk_error(path: &ContentPath, e: walk::WalkError) -> ServeError {
+    if let Some(cid) = e.missing_block() {
+        if *cid == path.cid {
+            return ServeError::BlockNotFound { cid: *cid };
+        }
+    }
+    if e.is_not_found()
+        || e.missing_block().is_some()
+        || matches!(e, walk::WalkError::NotADirectory { .. })
+    {
+        return ServeError::PathNotFound {
+            root: path.cid.to_string(),
+            path: path.segments.join("/"),
+            segment: e.to_string(),
+        };
+    }
+    ServeError::Walk(Box::new(e))
+}
+
+/// The walking task: resolves, reports readiness, then streams header and sections. A walk
+/// error after the start is sent as the stream's last item, which aborts the response.
 async fn stream_car(
-    store: std::sync::Arc<dyn BlockStore>,
+    store: Arc<dyn BlockStore>,
     root: Cid,
-    resolved: Resolved,
-    params: CarParams,
-    tx: &mpsc::Sender<Result<Bytes, ServeError>>,
-) -> Result<(), ServeError> {
-    let mut out = Emitter {
-        tx,
-        seen: HashSet::new(),
-        dups: params.dups,
-        closed: false,
-    };
-    out.send(Bytes::from(encode_header(&[root]))).await;
-    let terminal = resolved.path.last().cloned();
-    for block in &resolved.path {
-        out.block(block).await;
+    segments: Vec<String>,
+    opts: CarOptions,
+    ready: oneshot::Sender<Result<(), ServeError>>,
+    tx: mpsc::Sender<Chunk>,
+) {
+    let segs: Vec<&str> = segments.iter().map(String::as_str).collect();
+    let mut walker = CarWalker::new(store.as_ref(), root, &segs, opts);
+    if let Err(e) = walker.resolve().await {
+        let cp = ContentPath {
+            cid: root,
+            cid_text: root.to_string(),
+            segments: segments.clone(),
+        };
+        let _ = ready.send(Err(walk_error(&cp, e)));
+        return;
     }
-    let Some(terminal) = terminal else {
-        return Ok(());
-    };
-    match params.scope {
-        DagScope::Block if params.entity_bytes.is_none() => Ok(()),
-        DagScope::All if params.entity_bytes.is_none() => {
-            dag::walk(store.as_ref(), &terminal, dag::Scope::All, &mut out).await
-        }
-        _ => {
-            let scope = match params.entity_bytes {
-                Some(eb) => dag::Scope::Bytes(eb),
-                None => dag::Scope::Entity,
-            };
-            dag::walk(store.as_ref(), &terminal, scope, &mut out).await
-        }
+    if ready.send(Ok(())).is_err() {
+        return;
     }
-}
-
-/// Turns blocks into CAR sections on the channel, dropping identity blocks and (with
-/// `dups=n`) repeats.
-pub(crate) struct Emitter<'a> {
-    tx: &'a mpsc::Sender<Result<Bytes, ServeError>>,
-    seen: HashSet<Cid>,
-    dups: bool,
-    closed: bool,
-}
-
-impl Emitter<'_> {
-    async fn send(&mut self, bytes: Bytes) {
-        if !self.closed && self.tx.send(Ok(bytes)).await.is_err() {
-            self.closed = true;
-        }
+    if tx
+        .send(Ok(Bytes::from(encode_header(&[root]))))
+        .await
+        .is_err()
+    {
+        return;
     }
-}
-
-impl dag::Sink for Emitter<'_> {
-    /// Whether the walk should descend into this block's children (false for a repeat when
-    /// `dups=n`: its subtree was already written).
-    async fn block(&mut self, block: &Block) -> bool {
-        if block.cid().hash().code() == mh::IDENTITY {
-            return true;
+    loop {
+        match walker.next_block().await {
+            Ok(Some(block)) => {
+                if tx
+                    .send(Ok(Bytes::from(encode_section(&block))))
+                    .await
+                    .is_err()
+                {
+                    return; // the client went away
+                }
+            }
+            Ok(None) => return,
+            Err(e) => {
+                tracing::warn!(cid = %root, error = %e, "CAR stream ended early; aborting the response");
+                let _ = tx.send(Err(ServeError::Walk(Box::new(e)))).await;
+                return;
+            }
         }
-        let first = self.seen.insert(*block.cid());
-        if !first && !self.dups {
-            return false;
-        }
-        self.send(Bytes::from(encode_section(block))).await;
-        true
-    }
-
-    fn closed(&self) -> bool {
-        self.closed
     }
 }
 

@@ -52,6 +52,10 @@ pub enum ServeError {
     /// A source failed (disk error, corrupt block).
     #[error("block store failed: {0}")]
     Store(#[from] StoreError),
+    /// A DAG walk failed for a reason other than a missing name (corrupt or hostile DAG,
+    /// too deep, store failure).
+    #[error("walking the DAG: {0}")]
+    Walk(Box<crate::walk::WalkError>),
     /// Anything else that is our fault (a walk over a malformed DAG, a task that died).
     #[error("internal error: {what}")]
     Internal { what: String },
@@ -71,7 +75,9 @@ impl ServeError {
             | ServeError::NameNotFound { .. } => StatusCode::NOT_FOUND,
             ServeError::RangeNotSatisfiable { .. } => StatusCode::RANGE_NOT_SATISFIABLE,
             ServeError::Busy { .. } => StatusCode::TOO_MANY_REQUESTS,
-            ServeError::Store(_) | ServeError::Internal { .. } => StatusCode::INTERNAL_SERVER_ERROR,
+            ServeError::Store(_) | ServeError::Walk(_) | ServeError::Internal { .. } => {
+                StatusCode::INTERNAL_SERVER_ERROR
+            }
         }
     }
 

@@ -26,7 +26,6 @@ use crate::store::disk::DiskStore;
 use crate::store::BlockStore;
 
 pub mod car;
-mod dag;
 pub mod error;
 pub mod ipns;
 pub mod raw;
