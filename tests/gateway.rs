@@ -546,3 +546,59 @@ async fn disk_store_blocks_are_served_and_counted() {
     assert_eq!(stats["by_kind"]["car"], 1);
     assert_eq!(stats["by_cid"][&cid], 3);
 }
+
+#[test]
+fn sigterm_exits_zero_and_requests_are_logged() {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_distfs"))
+        .args(["serve", "--listen", "127.0.0.1:0", "--log-requests"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn distfs serve");
+    let stdout = child.stdout.take().unwrap();
+    // Kill the child if an assertion below fails before it is reaped.
+    let mut guard = KillOnDrop(Some(child));
+    let mut line = String::new();
+    BufReader::new(stdout).read_line(&mut line).unwrap();
+    let addr = line.trim().to_string();
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let status = rt.block_on(async {
+        let resp = reqwest::get(format!("http://{addr}/ipfs/bafkqaaa?format=raw"))
+            .await
+            .unwrap();
+        let status = resp.status();
+        resp.bytes().await.unwrap();
+        status
+    });
+    drop(rt);
+    assert_eq!(status, 200);
+    let killed = Command::new("kill")
+        .args(["-TERM", &guard.pid().to_string()])
+        .status()
+        .unwrap();
+    assert!(killed.success());
+    let out = guard.0.take().unwrap().wait_with_output().unwrap();
+    assert!(out.status.success(), "exit status {:?}", out.status);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("GET /ipfs/bafkqaaa?format=raw 200 0"),
+        "no request log line in {stderr:?}"
+    );
+}
+
+struct KillOnDrop(Option<Child>);
+
+impl KillOnDrop {
+    fn pid(&self) -> u32 {
+        self.0.as_ref().map_or(0, Child::id)
+    }
+}
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.0.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}

@@ -251,3 +251,54 @@ pub(crate) fn not_modified(headers: &HeaderMap, etag: &str) -> bool {
             .any(|t| t == "*" || t == etag || t.strip_prefix("W/") == Some(etag))
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::MemStore;
+
+    /// An in-process gateway on port 0; returns its state and base URL.
+    async fn start(config: GatewayConfig) -> (Arc<Gateway>, String) {
+        let gw = Arc::new(Gateway::new(Arc::new(MemStore::new()), config));
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let base = format!("http://{}", listener.local_addr().unwrap());
+        tokio::spawn(run(listener, gw.clone(), std::future::pending()));
+        (gw, base)
+    }
+
+    #[tokio::test]
+    async fn requests_over_the_limit_get_429_then_succeed() {
+        let (gw, base) = start(GatewayConfig {
+            max_concurrent: 1,
+            queue_timeout: Duration::from_millis(50),
+            log_requests: false,
+        })
+        .await;
+        let url = format!("{base}/ipfs/bafkqaaa?format=raw");
+        let held = gw.acquire().await.unwrap();
+        let resp = reqwest::get(&url).await.unwrap();
+        assert_eq!(resp.status(), 429);
+        assert_eq!(resp.headers()["retry-after"], "1");
+        drop(held);
+        assert_eq!(reqwest::get(&url).await.unwrap().status(), 200);
+        let stats = gw.stats();
+        assert_eq!(stats.total, 2);
+        assert_eq!(stats.by_kind.get(&RouteKind::Other), Some(&1));
+        assert_eq!(stats.by_kind.get(&RouteKind::Raw), Some(&1));
+        assert_eq!(stats.by_cid.get("bafkqaaa"), Some(&1));
+    }
+
+    #[tokio::test]
+    async fn inserted_records_are_served() {
+        let (gw, base) = start(GatewayConfig::default()).await;
+        let name = "k51qzi5uqu5dk3v4rmjber23h16xnr23bsggmqqil9z2gduiis5se8dht36dam";
+        let url = format!("{base}/ipns/{name}?format=ipns-record");
+        assert_eq!(reqwest::get(&url).await.unwrap().status(), 404);
+        gw.records()
+            .insert(name, bytes::Bytes::from_static(b"record"))
+            .unwrap();
+        let resp = reqwest::get(&url).await.unwrap();
+        assert_eq!(resp.status(), 200);
+        assert_eq!(&resp.bytes().await.unwrap()[..], b"record");
+    }
+}
