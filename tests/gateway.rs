@@ -64,6 +64,8 @@ impl Server {
             "trustless_gateway_car/subdir-with-two-single-block-files.car",
             "trustless_gateway_car/file-3k-and-3-blocks-missing-block.car",
             "gateway-raw-block.car",
+            "path_gateway_unixfs/dir-with-percent-encoded-filename.car",
+            "dir_listing/fixtures.car",
         ];
         let paths: Vec<String> = cars
             .iter()
@@ -317,6 +319,45 @@ async fn car_paths_and_block_scope() {
         resp.headers()["x-ipfs-roots"],
         format!("{TWO_ROOT},{TWO_SUBDIR},{ASCII}").as_str()
     );
+}
+
+#[tokio::test]
+async fn path_segments_are_percent_decoded_exactly_once() {
+    let s = Server::fixtures();
+    // The name is literally `Portugal%2C+España=Peninsula Ibérica.txt`: its `%` travels as
+    // `%25`, so decoding twice would look for `Portugal,+...` and miss.
+    let root = "bafybeig675grnxcmshiuzdaz2xalm6ef4thxxds6o6ypakpghm5kghpc34";
+    let file = "bafkreihfmctcb2kuvoljqeuphqr2fg2r45vz5cxgq5c2yrxnqg5erbitmq";
+    let name = "Portugal%252C+Espa%C3%B1a=Peninsula%20Ib%C3%A9rica.txt";
+    let got = s.car(&format!("/ipfs/{root}/{name}?format=car")).await;
+    assert_eq!(got, strs(&[root, file]));
+    // UTF-8 names at every level: ą/ę/file-źł.txt.
+    let root = "bafybeig6ka5mlwkl4subqhaiatalkcleo4jgnr3hqwvpmsqfca27cijp3i";
+    let file = "bafkreialihlqnf5uwo4byh4n3cmwlntwqzxxs2fg5vanqdi3d7tb2l5xkm";
+    let got = s
+        .car(&format!(
+            "/ipfs/{root}/%C4%85/%C4%99/file-%C5%BA%C5%82.txt?format=car&dag-scope=block"
+        ))
+        .await;
+    assert_eq!(got.len(), 4);
+    assert_eq!(got.first().map(String::as_str), Some(root));
+    assert_eq!(got.last().map(String::as_str), Some(file));
+}
+
+#[tokio::test]
+async fn only_if_cached_is_412_for_an_absent_root() {
+    let s = Server::fixtures();
+    let client = reqwest::Client::new();
+    let absent = "bafkreihdwdcefgh4dqkjv67uzcmw7ojee6xedzdetojuzjevtenxquvyku";
+    for (cid, want) in [(absent, 412), (ASCII, 200)] {
+        let resp = client
+            .get(s.url(&format!("/ipfs/{cid}?format=raw")))
+            .header("cache-control", "only-if-cached")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), want, "{cid}");
+    }
 }
 
 #[tokio::test]

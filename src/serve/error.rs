@@ -40,6 +40,9 @@ pub enum ServeError {
         path: String,
         segment: String,
     },
+    /// `Cache-Control: only-if-cached` and the root block is not held locally.
+    #[error("block {cid} is not cached here (only-if-cached was asked)")]
+    NotCached { cid: Cid },
     /// No record is held for this IPNS name.
     #[error("no IPNS record held for {name}")]
     NameNotFound { name: String },
@@ -73,6 +76,7 @@ impl ServeError {
             ServeError::BlockNotFound { .. }
             | ServeError::PathNotFound { .. }
             | ServeError::NameNotFound { .. } => StatusCode::NOT_FOUND,
+            ServeError::NotCached { .. } => StatusCode::PRECONDITION_FAILED,
             ServeError::RangeNotSatisfiable { .. } => StatusCode::RANGE_NOT_SATISFIABLE,
             ServeError::Busy { .. } => StatusCode::TOO_MANY_REQUESTS,
             ServeError::Store(_) | ServeError::Walk(_) | ServeError::Internal { .. } => {
@@ -130,6 +134,7 @@ mod tests {
             (ServeError::NotAcceptable { what: "x".into() }, 406),
             (ServeError::BlockNotFound { cid }, 404),
             (ServeError::RangeNotSatisfiable { size: 3 }, 416),
+            (ServeError::NotCached { cid }, 412),
             (ServeError::Busy { limit: 1 }, 429),
             (ServeError::Internal { what: "x".into() }, 500),
         ];

@@ -192,6 +192,22 @@ async fn ipfs_handler(
         Err(e) => return tagged(RouteKind::Other, None, Err(e)),
     };
     let cid = Some(path.cid);
+    // Every source is local today, so only-if-cached is just "is the root here".
+    let only_if_cached = header_str(headers, header::CACHE_CONTROL)
+        .is_some_and(|v| v.to_ascii_lowercase().contains("only-if-cached"));
+    if only_if_cached {
+        match gw.store().has(&path.cid).await {
+            Ok(true) => {}
+            Ok(false) => {
+                return tagged(
+                    RouteKind::Other,
+                    cid,
+                    Err(ServeError::NotCached { cid: path.cid }),
+                )
+            }
+            Err(e) => return tagged(RouteKind::Other, cid, Err(e.into())),
+        }
+    }
     let accept = header_str(headers, header::ACCEPT);
     match negotiate(query.format.as_deref(), accept) {
         Ok(Wanted::Raw) => tagged(

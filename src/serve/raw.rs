@@ -71,11 +71,11 @@ pub async fn serve_raw(
                 header::CONTENT_RANGE,
                 &format!("bytes {start}-{}/{size}", end - 1),
             );
-            // parse_range guarantees start < end <= size.
-            (
-                StatusCode::PARTIAL_CONTENT,
-                data.slice(start as usize..end as usize),
-            )
+            let (start, end) = (start as usize, end as usize);
+            if start >= end || end > data.len() {
+                return Err(ServeError::RangeNotSatisfiable { size });
+            }
+            (StatusCode::PARTIAL_CONTENT, data.slice(start..end))
         }
         None => (StatusCode::OK, data),
     };
