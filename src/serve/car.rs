@@ -18,6 +18,7 @@ use bytes::Bytes;
 use cid::Cid;
 use sha2::{Digest, Sha256};
 use tokio::sync::{mpsc, oneshot};
+use tracing::Instrument;
 
 use super::error::ServeError;
 use super::raw::IMMUTABLE;
@@ -99,9 +100,9 @@ pub async fn serve_car(
         }),
         dups: params.dups,
     };
-    tokio::spawn(async move {
-        stream_car(store, root, segments, opts, ready_tx, tx).await;
-    });
+    tokio::spawn(
+        stream_car(store, root, segments, opts, ready_tx, tx).instrument(tracing::Span::current()),
+    );
     // The task resolves the path first: a failure there is still a clean error status.
     match ready_rx.await {
         Ok(Ok(())) => {}
@@ -148,10 +149,16 @@ fn walk_error(path: &ContentPath, e: walk::WalkError) -> ServeError {
         || e.missing_block().is_some()
         || matches!(e, walk::WalkError::NotADirectory { .. })
     {
+        let reason = match &e {
+            walk::WalkError::NotADirectory { cid, .. } => {
+                format!("{cid} is not a directory (pathing into non-UnixFS data is not supported)")
+            }
+            other => other.to_string(),
+        };
         return ServeError::PathNotFound {
             root: path.cid.to_string(),
             path: path.segments.join("/"),
-            segment: e.to_string(),
+            reason,
         };
     }
     ServeError::Walk(Box::new(e))

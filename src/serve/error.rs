@@ -32,13 +32,15 @@ pub enum ServeError {
     /// The root block is not held by any source.
     #[error("block {cid} not found on this gateway")]
     BlockNotFound { cid: Cid },
-    /// A path segment does not exist below its parent.
-    #[error("path /ipfs/{root}/{path}: no entry named {segment:?}")]
+    /// A path segment does not exist below its parent (or its parent is not a directory).
+    #[error("/ipfs/{root}/{path} does not exist: {reason}")]
     PathNotFound {
         /// The root CID as text (a `Cid` would make every `Result` here large).
         root: String,
+        /// The requested path below the root.
         path: String,
-        segment: String,
+        /// What the walk found instead.
+        reason: String,
     },
     /// `Cache-Control: only-if-cached` and the root block is not held locally.
     #[error("block {cid} is not cached here (only-if-cached was asked)")]
