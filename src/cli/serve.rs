@@ -1,7 +1,7 @@
 //! `distfs serve`: runs the trustless gateway (`distfs::serve`) over on-disk stores, CAR
 //! files and a directory of IPNS records. Binds first, then prints the bound address as one
 //! line on stdout (so `--listen 127.0.0.1:0` works for tests), and runs until SIGINT or
-//! SIGTERM, finishing in-flight requests before exiting 0.
+//! SIGTERM, letting in-flight requests finish (for up to 10 s) before exiting 0.
 
 use std::io::Write;
 use std::net::SocketAddr;
@@ -64,11 +64,32 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         writeln!(out, "{addr}").context("printing the bound address")?;
         out.flush().context("printing the bound address")?;
     }
-    distfs::serve::run(listener, Arc::new(gateway), shutdown_signal())
-        .await
-        .context("serving HTTP")?;
+    // One shutdown signal, two listeners: the server drains on it, and a deadline stops
+    // waiting for clients that never finish reading.
+    let (stop_tx, mut stop_rx) = tokio::sync::watch::channel(false);
+    tokio::spawn(async move {
+        shutdown_signal().await;
+        let _ = stop_tx.send(true);
+    });
+    let mut drain_rx = stop_rx.clone();
+    let drain = async move {
+        let _ = drain_rx.wait_for(|stop| *stop).await;
+    };
+    let server = distfs::serve::run(listener, Arc::new(gateway), drain);
+    tokio::select! {
+        served = server => served.context("serving HTTP")?,
+        _ = async {
+            let _ = stop_rx.wait_for(|stop| *stop).await;
+            tokio::time::sleep(SHUTDOWN_GRACE).await;
+        } => {
+            tracing::warn!("requests still in flight {SHUTDOWN_GRACE:?} after the signal; exiting");
+        }
+    }
     Ok(())
 }
+
+/// How long in-flight requests may keep running after SIGINT/SIGTERM.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
 
 /// Completes on SIGINT or SIGTERM.
 async fn shutdown_signal() {

@@ -29,8 +29,9 @@ use crate::store::BlockStore;
 use crate::unixfs::ByteRange;
 use crate::walk::{self, CarOptions, CarWalker};
 
-/// Sections buffered between the walking task and the socket.
-const CHANNEL_DEPTH: usize = 16;
+/// Sections buffered between the walking task and the socket (each at most one 2 MiB
+/// block, so one response holds at most ~16 MiB ahead of a slow client).
+const CHANNEL_DEPTH: usize = 8;
 
 type Chunk = Result<Bytes, ServeError>;
 
