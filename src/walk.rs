@@ -25,6 +25,8 @@ use crate::unixfs::{
 
 pub mod car;
 mod counting;
+#[cfg(test)]
+mod tests;
 
 pub use car::{collect_car_blocks, CarOptions, CarWalker, DagScope};
 pub use counting::CountingStore;
