@@ -71,6 +71,19 @@ async fn range_reads_touch_only_their_leaves() {
 }
 
 #[tokio::test]
+async fn oversized_reads_are_refused_before_fetching_children() {
+    // A root claiming two children of MAX_READ_LEN bytes each (the children need not exist).
+    let mut blocks = Blocks::default();
+    let (a, _) = leaf(&mut blocks, b"x", Leaf::Raw);
+    let (root, size) = internal(&mut blocks, b"", &[(a, MAX_READ_LEN), (a, MAX_READ_LEN)]);
+    assert_eq!(size, 2 * MAX_READ_LEN);
+    let store = store_of(blocks);
+    let e = read_range(&store, &root, 0, u64::MAX).await.unwrap_err();
+    assert!(matches!(e, WalkError::ReadTooLarge { .. }), "{e}");
+    assert_eq!(store.total(), 1);
+}
+
+#[tokio::test]
 async fn lying_blocksizes_and_non_file_children_are_errors() {
     let mut blocks = Blocks::default();
     let (a, _) = leaf(&mut blocks, b"abcd", Leaf::Raw);
