@@ -7,6 +7,9 @@
 //! 404 before any byte is sent), then `next_block()` until `None`. A missing block or a
 //! broken node mid-walk comes out as an error *after* every block before it, so the
 //! server can end the stream there.
+//!
+//! Limits: only dag-pb links are followed. A non-UnixFS block (dag-cbor …) is sent as a
+//! single block in every scope, and a path cannot continue through it (`NotADirectory`).
 
 use std::collections::{HashSet, VecDeque};
 
