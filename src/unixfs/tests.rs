@@ -257,6 +257,23 @@ fn garbage_and_truncated_protobuf_are_clear_errors() {
 }
 
 #[test]
+fn non_utf8_entry_name_rejects_the_whole_node() {
+    // Known limitation: `PbLink.name` is a prost `String`, so one non-UTF-8 name makes the
+    // whole dag-pb node undecodable (instead of hiding just that entry).
+    let mut bytes = encode_pb_node(&[link(&raw(b"x"), "ab")], Some(&dir_data().encode_to_vec()));
+    let at = bytes.windows(2).position(|w| w == b"ab").unwrap();
+    bytes[at] = 0xff;
+    let b = Block::encode(cid::Version::V0, codec::DAG_PB, bytes.into());
+    assert!(matches!(
+        decode(&b),
+        Err(UnixfsError::Protobuf {
+            what: "dag-pb PBNode",
+            ..
+        })
+    ));
+}
+
+#[test]
 fn other_codecs_are_not_unixfs() {
     let b = Block::encode(
         cid::Version::V1,
