@@ -8,8 +8,9 @@ secs="${1:-60}"
 cd "$(dirname "$0")/.."
 for target in fuzz/fuzz_targets/*.rs; do
     name="$(basename "$target" .rs)"
-    mkdir -p "fuzz/corpus/$name"
+    # New inputs go to the (ignored) work corpus; the committed seeds are read-only input.
+    mkdir -p "fuzz/corpus-work/$name"
     # -rss_limit_mb bounds memory; blocks are ≤ 2 MiB so inputs are capped there too.
-    cargo +nightly fuzz run "$name" "fuzz/corpus/$name" -- \
+    cargo +nightly fuzz run "$name" "fuzz/corpus-work/$name" "fuzz/corpus/$name" -- \
         -max_total_time="$secs" -max_len=2097153 -rss_limit_mb=2048
 done
