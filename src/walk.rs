@@ -313,6 +313,10 @@ pub async fn list_dir<S: BlockStore + ?Sized>(
         Node::Directory(d) => d.entries,
         Node::HamtShard(root) => {
             let (mut entries, mut level) = root.listing();
+            // A valid HAMT never links one sub-shard twice; a hostile one could, to make
+            // the walk exponential. Each shard is read once and counts against the limit.
+            let mut seen = std::collections::HashSet::from([*cid]);
+            level.retain(|c| seen.insert(*c));
             let mut depth = 0;
             while !level.is_empty() {
                 depth += 1;
@@ -338,8 +342,8 @@ pub async fn list_dir<S: BlockStore + ?Sized>(
                     };
                     let (more, shards) = shard.listing();
                     entries.extend(more);
-                    next.extend(shards);
-                    if entries.len() > MAX_LIST_ENTRIES {
+                    next.extend(shards.into_iter().filter(|c| seen.insert(*c)));
+                    if entries.len() > MAX_LIST_ENTRIES || seen.len() > MAX_LIST_ENTRIES {
                         return Err(WalkError::TooManyEntries {
                             cid: *cid,
                             max: MAX_LIST_ENTRIES,

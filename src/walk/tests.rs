@@ -154,3 +154,37 @@ async fn missing_root_is_reported_with_its_cid() {
     let e = resolve_path(&store, &cid, &["a"]).await.unwrap_err();
     assert_eq!(e.missing_block(), Some(&cid));
 }
+
+#[tokio::test]
+async fn a_hamt_linking_one_sub_shard_many_times_is_walked_once() {
+    use crate::unixfs::pb::PbLink;
+    let shard = |links: Vec<PbLink>| {
+        let d = Data {
+            r#type: DataType::HamtShard as i32,
+            hash_type: Some(0x22),
+            fanout: Some(256),
+            ..Default::default()
+        };
+        crate::block::Block::encode(
+            cid::Version::V0,
+            codec::DAG_PB,
+            encode_pb_node(&links, Some(&d.encode_to_vec())).into(),
+        )
+    };
+    let to = |c: &crate::block::Block, name: String| PbLink {
+        hash: Some(c.cid().to_bytes()),
+        name: Some(name),
+        tsize: Some(1),
+    };
+    // 8 levels, each linking the level below from all 256 buckets: 256^8 paths.
+    let store = MemStore::new();
+    let mut below = shard(vec![]);
+    for _ in 0..8 {
+        store.insert(below.clone());
+        below = shard((0..256).map(|i| to(&below, format!("{i:02X}"))).collect());
+    }
+    store.insert(below.clone());
+    let store = CountingStore::new(store);
+    assert!(list_dir(&store, below.cid()).await.unwrap().is_empty());
+    assert_eq!(store.total(), 9);
+}
