@@ -86,6 +86,9 @@ async fn all_scope_reproduces_kubo_dag_export_order() {
 async fn hamt_lists_1000_entries_touching_every_shard_once() {
     let (store, root, _) =
         load("fixtures/trustless_gateway_car/single-layer-hamt-with-multi-block-files.car");
+    let st = walk::stat(&store, &root).await.unwrap();
+    assert_eq!((st.kind, st.size), (Kind::Directory, 0));
+    store.reset();
     let entries = walk::list_dir(&store, &root).await.unwrap();
     assert_eq!(entries.len(), 1000);
     let mut want: Vec<String> = (1..=1000).map(|i| format!("{i}.txt")).collect();
@@ -435,6 +438,14 @@ async fn car_paths_and_scopes_on_subdir() {
     // resolve() first: a server can answer 404 before sending anything.
     let mut w = walk::CarWalker::new(&store, root, &["nope"], CarOptions::default());
     assert!(w.resolve().await.unwrap_err().is_not_found());
+    let mut w = walk::CarWalker::new(&store, root, &["subdir", "ascii.txt"], block);
+    assert_eq!(w.resolve().await.unwrap(), ascii);
+    let mut n = 0;
+    while let Some(b) = w.next_block().await.unwrap() {
+        assert_eq!(*b.cid(), [root, subdir, ascii][n]);
+        n += 1;
+    }
+    assert_eq!(n, 3);
 }
 
 #[tokio::test]

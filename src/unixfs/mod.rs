@@ -12,6 +12,8 @@
 #![allow(clippy::result_large_err)]
 
 mod error;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod hamt;
 pub mod name;
 pub mod node;

@@ -257,6 +257,52 @@ fn garbage_and_truncated_protobuf_are_clear_errors() {
 }
 
 #[test]
+fn non_utf8_entry_names_are_hidden_not_fatal() {
+    // Go writes names as arbitrary bytes; one bad name must not hide its siblings.
+    let patch = |mut bytes: Vec<u8>, marker: &[u8]| {
+        let at = bytes
+            .windows(marker.len())
+            .position(|w| w == marker)
+            .unwrap();
+        bytes[at] = 0xff;
+        Block::encode(cid::Version::V0, codec::DAG_PB, bytes.into())
+    };
+    let links = [link(&raw(b"x"), "ab"), link(&raw(b"y"), "ok")];
+    let dir = patch(
+        encode_pb_node(&links, Some(&dir_data().encode_to_vec())),
+        b"ab",
+    );
+    let Node::Directory(d) = decode(&dir).unwrap() else {
+        panic!()
+    };
+    assert_eq!(d.entries.len(), 1);
+    assert_eq!(d.entries[0].name, "ok");
+    assert_eq!(d.hidden[0].reason, "name is not UTF-8");
+    let links = [link(&raw(b"x"), "00ab"), link(&raw(b"y"), "01ok")];
+    let data = shard_data(Some(256), Some(0x22)).encode_to_vec();
+    let shard = patch(encode_pb_node(&links, Some(&data)), b"ab");
+    let Node::HamtShard(s) = decode(&shard).unwrap() else {
+        panic!()
+    };
+    assert_eq!(s.listing().0.len(), 1);
+    assert_eq!(s.hidden.len(), 1);
+    // In a file, a non-UTF-8 chunk name is still a named chunk link: an error.
+    let f = Data {
+        r#type: DataType::File as i32,
+        blocksizes: vec![1],
+        ..Default::default()
+    };
+    let file = patch(
+        encode_pb_node(&[link(&raw(b"x"), "ab")], Some(&f.encode_to_vec())),
+        b"ab",
+    );
+    assert!(matches!(
+        decode(&file),
+        Err(UnixfsError::NamedChunkLink { .. })
+    ));
+}
+
+#[test]
 fn other_codecs_are_not_unixfs() {
     let b = Block::encode(
         cid::Version::V1,

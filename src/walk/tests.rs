@@ -71,6 +71,19 @@ async fn range_reads_touch_only_their_leaves() {
 }
 
 #[tokio::test]
+async fn oversized_reads_are_refused_before_fetching_children() {
+    // A root claiming two children of MAX_READ_LEN bytes each (the children need not exist).
+    let mut blocks = Blocks::default();
+    let (a, _) = leaf(&mut blocks, b"x", Leaf::Raw);
+    let (root, size) = internal(&mut blocks, b"", &[(a, MAX_READ_LEN), (a, MAX_READ_LEN)]);
+    assert_eq!(size, 2 * MAX_READ_LEN);
+    let store = store_of(blocks);
+    let e = read_range(&store, &root, 0, u64::MAX).await.unwrap_err();
+    assert!(matches!(e, WalkError::ReadTooLarge { .. }), "{e}");
+    assert_eq!(store.total(), 1);
+}
+
+#[tokio::test]
 async fn lying_blocksizes_and_non_file_children_are_errors() {
     let mut blocks = Blocks::default();
     let (a, _) = leaf(&mut blocks, b"abcd", Leaf::Raw);
@@ -140,4 +153,38 @@ async fn missing_root_is_reported_with_its_cid() {
     assert_eq!(e.missing_block(), Some(&cid));
     let e = resolve_path(&store, &cid, &["a"]).await.unwrap_err();
     assert_eq!(e.missing_block(), Some(&cid));
+}
+
+#[tokio::test]
+async fn a_hamt_linking_one_sub_shard_many_times_is_walked_once() {
+    use crate::unixfs::pb::PbLink;
+    let shard = |links: Vec<PbLink>| {
+        let d = Data {
+            r#type: DataType::HamtShard as i32,
+            hash_type: Some(0x22),
+            fanout: Some(256),
+            ..Default::default()
+        };
+        crate::block::Block::encode(
+            cid::Version::V0,
+            codec::DAG_PB,
+            encode_pb_node(&links, Some(&d.encode_to_vec())).into(),
+        )
+    };
+    let to = |c: &crate::block::Block, name: String| PbLink {
+        hash: Some(c.cid().to_bytes()),
+        name: Some(name),
+        tsize: Some(1),
+    };
+    // 8 levels, each linking the level below from all 256 buckets: 256^8 paths.
+    let store = MemStore::new();
+    let mut below = shard(vec![]);
+    for _ in 0..8 {
+        store.insert(below.clone());
+        below = shard((0..256).map(|i| to(&below, format!("{i:02X}"))).collect());
+    }
+    store.insert(below.clone());
+    let store = CountingStore::new(store);
+    assert!(list_dir(&store, below.cid()).await.unwrap().is_empty());
+    assert_eq!(store.total(), 9);
 }
