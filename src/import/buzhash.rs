@@ -70,15 +70,17 @@ pub fn find_cut(data: &[u8]) -> usize {
     for &b in &data[BUZ_MIN - WINDOW..BUZ_MIN] {
         state = state.rotate_left(1) ^ BYTEHASH[usize::from(b)];
     }
-    let mut end = BUZ_MIN;
-    while state & BUZ_MASK != 0 && end < len {
+    // Window ends e = BUZ_MIN + k; the outgoing byte is data[e - 32], the incoming data[e].
+    let outgoing = &data[BUZ_MIN - WINDOW..len - WINDOW];
+    let incoming = &data[BUZ_MIN..len];
+    for (k, (&o, &i)) in outgoing.iter().zip(incoming).enumerate() {
+        if state & BUZ_MASK == 0 {
+            return BUZ_MIN + k;
+        }
         // Rotating by 32 in total cancels the outgoing byte's contribution.
-        state = state.rotate_left(1)
-            ^ BYTEHASH[usize::from(data[end - WINDOW])]
-            ^ BYTEHASH[usize::from(data[end])];
-        end += 1;
+        state = state.rotate_left(1) ^ BYTEHASH[usize::from(o)] ^ BYTEHASH[usize::from(i)];
     }
-    end
+    len
 }
 
 /// boxo's buzhash byte table (data, copied verbatim from ipfs/boxo `chunker/buzhash.go`,

@@ -140,16 +140,19 @@ impl<R: Read, S: BlockSink + ?Sized> Builder<'_, R, S> {
             );
             return self.emit(block, 0, filesize, "raw leaf");
         }
-        let mut ud = Data {
-            r#type: ty as i32,
-            data,
-            filesize: Some(filesize),
-            ..Default::default()
+        let bytes = match meta {
+            None => encode_leaf(ty, data.as_deref(), filesize),
+            Some(m) => {
+                let mut ud = Data {
+                    r#type: ty as i32,
+                    data,
+                    filesize: Some(filesize),
+                    ..Default::default()
+                };
+                m.apply(&mut ud);
+                encode_pb_node(&[], Some(&ud.encode_to_vec()))
+            }
         };
-        if let Some(m) = meta {
-            m.apply(&mut ud);
-        }
-        let bytes = encode_pb_node(&[], Some(&ud.encode_to_vec()));
         let block = Block::encode(self.opts.cid_version, codec::DAG_PB, Bytes::from(bytes));
         self.emit(block, 0, filesize, "leaf")
     }
@@ -276,6 +279,31 @@ impl<R: Read, S: BlockSink + ?Sized> Builder<'_, R, S> {
     }
 }
 
+/// The bytes of a leaf without metadata, written in one pass (one copy of the chunk):
+/// `PBNode{Data: UnixFS{Type, Data?, filesize}}` — the same bytes prost + `encode_pb_node`
+/// produce (checked by a test).
+fn encode_leaf(ty: DataType, data: Option<&[u8]>, filesize: u64) -> Vec<u8> {
+    use prost::encoding::{encode_varint, encoded_len_varint};
+    let ty = ty as i32 as u64;
+    let mut inner = 1 + encoded_len_varint(ty) + 1 + encoded_len_varint(filesize);
+    if let Some(d) = data {
+        inner += 1 + encoded_len_varint(d.len() as u64) + d.len();
+    }
+    let mut out = Vec::with_capacity(1 + encoded_len_varint(inner as u64) + inner);
+    out.push(0x0a);
+    encode_varint(inner as u64, &mut out);
+    out.push(0x08);
+    encode_varint(ty, &mut out);
+    if let Some(d) = data {
+        out.push(0x12);
+        encode_varint(d.len() as u64, &mut out);
+        out.extend_from_slice(d);
+    }
+    out.push(0x18);
+    encode_varint(filesize, &mut out);
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -285,6 +313,25 @@ mod tests {
         let mut sink = VecSink::default();
         let root = import_file(data, opts, &Metadata::default(), &mut sink).unwrap();
         (root, sink)
+    }
+
+    #[test]
+    fn fast_leaf_encoding_matches_prost() {
+        for len in [0usize, 1, 127, 128, 300, 70_000] {
+            let chunk = vec![3u8; len];
+            for ty in [DataType::File, DataType::Raw] {
+                for data in [None, Some(chunk.as_slice())] {
+                    let ud = Data {
+                        r#type: ty as i32,
+                        data: data.map(<[u8]>::to_vec),
+                        filesize: Some(len as u64),
+                        ..Default::default()
+                    };
+                    let want = encode_pb_node(&[], Some(&ud.encode_to_vec()));
+                    assert_eq!(encode_leaf(ty, data, len as u64), want, "{len} {ty:?}");
+                }
+            }
+        }
     }
 
     #[test]
@@ -377,5 +424,57 @@ mod tests {
         let ud = Data::decode(node.data.unwrap().as_slice()).unwrap();
         assert_eq!(ud.blocksizes, vec![174 * 4, 4]);
         assert_eq!(root.filesize, 700);
+    }
+}
+
+#[cfg(test)]
+mod metadata_tests {
+    use super::*;
+    use crate::import::{ChunkerSpec, Mtime, VecSink};
+
+    fn decode(block: &Block) -> Data {
+        let node = crate::unixfs::pb::PbNode::decode(block.data().as_ref()).unwrap();
+        Data::decode(node.data.unwrap().as_slice()).unwrap()
+    }
+
+    #[test]
+    fn mode_and_mtime_go_on_the_root_only() {
+        let meta = Metadata {
+            mode: Some(0o644),
+            mtime: Some(Mtime {
+                seconds: 1_700_000_000,
+                nanos: 0,
+            }),
+        };
+        let opts = ImportOptions {
+            chunker: ChunkerSpec::Size(4),
+            ..Default::default()
+        };
+        let data: Vec<u8> = (0..10u8).collect();
+        let mut sink = VecSink::default();
+        let root = import_file(&data[..], &opts, &meta, &mut sink).unwrap();
+        for b in &sink.blocks {
+            let ud = decode(b);
+            if b.cid() == &root.cid {
+                assert_eq!(ud.mode, Some(0o644));
+                let t = ud.mtime.unwrap();
+                assert_eq!(t.seconds, Some(1_700_000_000));
+                // A zero fraction is not written (SPECS.md §2.3).
+                assert_eq!(t.fractional_nanoseconds, None);
+            } else {
+                assert_eq!((ud.mode, ud.mtime), (None, None));
+            }
+        }
+        // A single-chunk file is its leaf, which then carries the metadata itself.
+        let mut sink = VecSink::default();
+        let root = import_file(&b"abc"[..], &opts, &meta, &mut sink).unwrap();
+        assert_eq!(sink.blocks.len(), 1);
+        assert_eq!(decode(&sink.blocks[0]).mode, Some(0o644));
+        assert_ne!(
+            root.cid,
+            import_file(&b"abc"[..], &opts, &Metadata::default(), &mut sink)
+                .unwrap()
+                .cid
+        );
     }
 }
