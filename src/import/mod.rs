@@ -3,7 +3,7 @@
 //!
 //! Layout of the module:
 //! - [`chunker`] / [`buzhash`]: cutting a `Read` into chunks (`size-N`, `buzhash`).
-//! - [`file`]: balanced and trickle file DAGs (SPECS.md §3.2–§3.4), memory bounded by
+//! - [`file`](mod@file): balanced and trickle file DAGs (SPECS.md §3.2–§3.4), memory bounded by
 //!   depth × max links, never by file size.
 //! - [`dir`] / [`hamt`] / [`murmur3`]: directory nodes and HAMT sharding (SPECS.md §3.6).
 //! - [`tree`]: the edge that reads a path on disk (files, directories, symlinks) in Kubo's
