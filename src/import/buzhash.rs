@@ -66,6 +66,9 @@ impl<R: Read> Chunker for Buzhash<R> {
 /// Where boxo cuts `data` (`data.len() >= BUZ_MIN`): see the module doc.
 pub fn find_cut(data: &[u8]) -> usize {
     let len = data.len();
+    if len <= BUZ_MIN {
+        return len;
+    }
     let mut state = 0u32;
     for &b in &data[BUZ_MIN - WINDOW..BUZ_MIN] {
         state = state.rotate_left(1) ^ BYTEHASH[usize::from(b)];

@@ -389,6 +389,32 @@ mod tests {
     }
 
     #[test]
+    fn buzhash_trailing_empty_chunk_becomes_an_empty_leaf() {
+        // A byte whose window hash never hits a boundary: the 512 KiB buffer is cut at its
+        // end, the stream is then exhausted, and boxo's buzhash hands out one more, empty,
+        // chunk — which boxo's balanced builder turns into a second (empty) leaf.
+        use crate::import::buzhash::{BUZ_MAX, BYTEHASH};
+        let odd = (0u8..=255)
+            .find(|b| BYTEHASH[usize::from(*b)].count_ones() % 2 == 1)
+            .unwrap();
+        let data = vec![odd; BUZ_MAX];
+        let opts = ImportOptions {
+            chunker: ChunkerSpec::Buzhash,
+            ..Default::default()
+        };
+        let (root, sink) = add(&data, &opts);
+        let root_block = sink.blocks.iter().find(|b| b.cid() == &root.cid).unwrap();
+        let node = crate::unixfs::pb::PbNode::decode(root_block.data().as_ref()).unwrap();
+        let ud = Data::decode(node.data.unwrap().as_slice()).unwrap();
+        assert_eq!(ud.blocksizes, vec![BUZ_MAX as u64, 0]);
+        // The empty leaf is `0a06 0802 1200 1800` (Data present and empty).
+        assert!(sink
+            .blocks
+            .iter()
+            .any(|b| hex::encode(b.data()) == "0a0608021200180 0".replace(' ', "")));
+    }
+
+    #[test]
     fn multiblock_fixture_shape() {
         // gateway-conformance multiblock.txt: 1026 bytes, size-256, raw leaves, CIDv1:
         // 5 leaves [256,256,256,256,2] under one 245-byte root.
