@@ -411,7 +411,7 @@ mod tests {
         assert!(sink
             .blocks
             .iter()
-            .any(|b| hex::encode(b.data()) == "0a0608021200180 0".replace(' ', "")));
+            .any(|b| hex::encode(b.data()) == "0a06080212001800"));
     }
 
     #[test]
