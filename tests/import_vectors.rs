@@ -361,10 +361,8 @@ fn well_known_cids() {
 
 #[test]
 fn buzhash_small_file_matches_kubo_sharness() {
-    // t0040: `ipfs add --chunker buzhash hello.txt` ("Hello Worlds!\n") →
-    // QmVr26…, the same as the default chunker because the file is below 128 KiB. This is
-    // the only published Kubo buzhash CID whose input we can reproduce; the boundary rules
-    // themselves are tested in src/import/buzhash.rs against the Go code's semantics.
+    // t0040: `ipfs add --chunker buzhash hello.txt` ("Hello Worlds!\n") → QmVr26…, the same
+    // as the default chunker because the file is below 128 KiB (the short-input path).
     let opts = ImportOptions {
         chunker: ChunkerSpec::Buzhash,
         ..v0()
@@ -372,6 +370,31 @@ fn buzhash_small_file_matches_kubo_sharness() {
     assert_eq!(
         add_bytes(b"Hello Worlds!\n", &opts),
         "QmVr26fY1tKyspEJBniVhqxQeEjhF78XerGiqWAwraVLQH"
+    );
+}
+
+#[test]
+fn buzhash_kubo_issue_6953_data() {
+    // kubo#6953: `yes "foo" | head -n 40000` (160000 bytes) with --chunker=buzhash. The
+    // hashing path runs (data > 128 KiB) and finds no boundary, so the whole file is one
+    // chunk: the issue's first leaf, QmcNJ4… (dag-pb) / bafkreigqq7… (raw). go-ipfs < 0.5
+    // then appended an empty leaf (root QmX4kkx8…); Kubo since go-ipfs-chunker#22 does
+    // not, so the file is that leaf itself.
+    let data = "foo\n".repeat(40_000);
+    let opts = ImportOptions {
+        chunker: ChunkerSpec::Buzhash,
+        ..v0()
+    };
+    let cid = add_bytes(data.as_bytes(), &opts);
+    assert_eq!(cid, "QmcNJ4CKYGuya2ndNr9ymV7oQsT4S69SdwmTzaiW7c9vAC");
+    assert_ne!(cid, "QmX4kkx8AWgy6GmF9zVtgPVta5GtpEJpPTtatexZ8xrwBs");
+    let raw = ImportOptions {
+        raw_leaves: true,
+        ..opts
+    };
+    assert_eq!(
+        add_bytes(data.as_bytes(), &raw),
+        "bafkreigqq7maj23te3dkn4j76n7haab7lgmdz5fztubrdgsv44k4vyipsa"
     );
 }
 

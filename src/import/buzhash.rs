@@ -2,12 +2,13 @@
 //!
 //! Semantics (read from the Go code, SPECS.md §3.5): a 512 KiB buffer is filled with a full
 //! read. If the stream ended and fewer than 128 KiB are buffered, all of it is the last chunk
-//! — **even when that is zero bytes**: after a cut that consumed everything right at the end
-//! of the stream, and for an empty input, boxo returns one empty chunk, which the DAG
-//! builders turn into an empty leaf. Otherwise the hash of the 32 bytes before offset 128 KiB
-//! is computed; the cut is at the first window end `e >= 128 KiB` whose hash has its low 17
-//! bits zero, else at the end of the buffered data (512 KiB or the end of the stream).
-//! Memory is one 512 KiB buffer plus the chunk handed out.
+//! — unless nothing at all is buffered: then the stream simply ends. (Before
+//! ipfs/go-ipfs-chunker#22, i.e. go-ipfs < 0.5, an empty chunk was returned there and became
+//! an empty trailing leaf, kubo#6953; the fixed behaviour is what Kubo 0.22 and later run.)
+//! Otherwise the hash of the 32 bytes before offset 128 KiB is computed; the cut is at the
+//! first window end `e >= 128 KiB` whose hash has its low 17 bits zero, else at the end of the
+//! buffered data (512 KiB or the end of the stream). Memory is one 512 KiB buffer plus the
+//! chunk handed out.
 
 use std::io::{self, Read};
 
@@ -50,9 +51,12 @@ impl<R: Read> Chunker for Buzhash<R> {
         let (got, short) = read_full(&mut self.reader, &mut self.buf[self.held..])?;
         let len = self.held + got;
         if short && len < BUZ_MIN {
-            // boxo returns this remainder even when it is empty (see the module doc).
             self.finished = true;
             self.held = 0;
+            if len == 0 {
+                // Never an empty chunk (see the module doc).
+                return Ok(None);
+            }
             return Ok(Some(self.buf[..len].to_vec()));
         }
         let cut = find_cut(&self.buf[..len]);
@@ -147,8 +151,8 @@ mod tests {
     }
 
     #[test]
-    fn empty_input_gives_one_empty_chunk() {
-        assert_eq!(chunks(b""), vec![Vec::<u8>::new()]);
+    fn empty_input_gives_no_chunk() {
+        assert!(chunks(b"").is_empty());
     }
 
     #[test]
@@ -168,12 +172,12 @@ mod tests {
         let even = (0u8..=255)
             .find(|b| BYTEHASH[usize::from(*b)].count_ones() % 2 == 0)
             .unwrap();
-        // 1 MiB: two forced 512 KiB cuts that consume everything, then boxo's empty chunk.
+        // 1 MiB: two forced 512 KiB cuts that consume everything, and no empty chunk after.
         let sizes: Vec<usize> = chunks(&vec![odd; 2 * BUZ_MAX])
             .iter()
             .map(Vec::len)
             .collect();
-        assert_eq!(sizes, vec![BUZ_MAX, BUZ_MAX, 0]);
+        assert_eq!(sizes, vec![BUZ_MAX, BUZ_MAX]);
         let sizes: Vec<usize> = chunks(&vec![even; 3 * BUZ_MIN + 5])
             .iter()
             .map(Vec::len)

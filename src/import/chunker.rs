@@ -98,8 +98,7 @@ impl std::fmt::Display for ChunkerSpec {
     }
 }
 
-/// A source of chunks. `Ok(None)` ends the stream; a chunk may be empty only where boxo's
-/// chunker yields one (buzhash, see its module doc).
+/// A source of chunks. `Ok(None)` ends the stream; chunks are never empty.
 pub trait Chunker {
     /// The next chunk.
     fn next_chunk(&mut self) -> io::Result<Option<Vec<u8>>>;

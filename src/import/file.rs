@@ -11,8 +11,7 @@
 //!   filesize=Σ, blocksizes=[…]}`; Tsize of a dag-pb child = its block length + Σ its links'
 //!   Tsize, of a raw child = its length.
 //! - an empty input in the balanced layout is a leaf with no `Data` field (`0a04 0802 1800`)
-//!   or the empty raw block; an empty chunk from buzhash is a leaf whose `Data` is present
-//!   and empty, as in boxo.
+//!   or the empty raw block.
 //! - mode/mtime go on the root only (boxo `FillMetadata` on the top-level node).
 
 use std::io::Read;
@@ -374,9 +373,11 @@ mod tests {
     }
 
     #[test]
-    fn buzhash_empty_file_has_empty_data_field() {
-        // boxo's buzhash yields one empty chunk for an empty input, so the leaf carries
-        // Data = "" (`0a06 0802 1200 1800`), unlike the fixed-size chunker.
+    fn buzhash_files_have_no_empty_leaves() {
+        // kubo#6953: go-ipfs < 0.5 buzhash appended an empty leaf (QmaRwA91…, `0a06 0802
+        // 1200 1800`) when the data ended on a cut, and turned an empty file into that leaf.
+        // Since go-ipfs-chunker#22 neither happens; Kubo 0.22+ behave like this.
+        use crate::import::buzhash::{BUZ_MAX, BYTEHASH};
         let opts = ImportOptions {
             chunker: ChunkerSpec::Buzhash,
             ..Default::default()
@@ -384,34 +385,22 @@ mod tests {
         let (root, _) = add(b"", &opts);
         assert_eq!(
             root.cid.to_string(),
-            "QmaRwA91m9Rdfaq9u3FH1fdMVxw1wFPjKL38czkWMxh3KB"
+            "QmbFMke1KXqnYyBBWxB74N4c5SBnJMVAiMNRcGu6x1AwQH"
         );
-    }
-
-    #[test]
-    fn buzhash_trailing_empty_chunk_becomes_an_empty_leaf() {
-        // A byte whose window hash never hits a boundary: the 512 KiB buffer is cut at its
-        // end, the stream is then exhausted, and boxo's buzhash hands out one more, empty,
-        // chunk — which boxo's balanced builder turns into a second (empty) leaf.
-        use crate::import::buzhash::{BUZ_MAX, BYTEHASH};
+        // A byte whose window hash never hits a boundary: 512 KiB is cut at its very end and
+        // the file is exactly that one leaf.
         let odd = (0u8..=255)
             .find(|b| BYTEHASH[usize::from(*b)].count_ones() % 2 == 1)
             .unwrap();
-        let data = vec![odd; BUZ_MAX];
-        let opts = ImportOptions {
-            chunker: ChunkerSpec::Buzhash,
-            ..Default::default()
-        };
-        let (root, sink) = add(&data, &opts);
+        let (root, sink) = add(&vec![odd; BUZ_MAX], &opts);
+        assert_eq!(sink.blocks.len(), 1);
+        assert_eq!(root.filesize, BUZ_MAX as u64);
+        // Two such buffers: a root with exactly two 512 KiB children.
+        let (root, sink) = add(&vec![odd; 2 * BUZ_MAX], &opts);
         let root_block = sink.blocks.iter().find(|b| b.cid() == &root.cid).unwrap();
         let node = crate::unixfs::pb::PbNode::decode(root_block.data().as_ref()).unwrap();
         let ud = Data::decode(node.data.unwrap().as_slice()).unwrap();
-        assert_eq!(ud.blocksizes, vec![BUZ_MAX as u64, 0]);
-        // The empty leaf is `0a06 0802 1200 1800` (Data present and empty).
-        assert!(sink
-            .blocks
-            .iter()
-            .any(|b| hex::encode(b.data()) == "0a06080212001800"));
+        assert_eq!(ud.blocksizes, vec![BUZ_MAX as u64, BUZ_MAX as u64]);
     }
 
     #[test]
