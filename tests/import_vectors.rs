@@ -921,3 +921,137 @@ fn rebuilds_single_layer_hamt_fixture() {
         assert_eq!(blocks.get(b.cid()), Some(b));
     }
 }
+
+// ---------------------------------------------------------------------------------------
+// UnixFS 1.5 mode/mtime, against kubo test/sharness/t0047-add-mode-mtime.sh.
+
+fn touch(path: &Path, secs: i64) {
+    // `touch -h` sets a symlink's own mtime, which std cannot do.
+    let ok = std::process::Command::new("touch")
+        .arg("-h")
+        .arg("-m")
+        .arg("-d")
+        .arg(format!("@{secs}"))
+        .arg(path)
+        .status()
+        .unwrap()
+        .success();
+    assert!(ok, "touch {}", path.display());
+}
+
+fn chmod(path: &Path, mode: u32) {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).unwrap();
+}
+
+fn cids(path: &Path, mode: bool, mtime: bool) -> Vec<String> {
+    let flags = AddFlags {
+        preserve_mode: mode,
+        preserve_mtime: mtime,
+        ..Default::default()
+    };
+    let mut out: Vec<String> = added(path, flags)
+        .into_iter()
+        .map(|l| l.split(' ').next().unwrap().to_string())
+        .collect();
+    out.sort();
+    out
+}
+
+#[test]
+fn preserve_mode_and_mtime_single_entries_match_kubo() {
+    let tmp = tempfile::tempdir().unwrap();
+    let f = tmp.path().join("test.txt");
+    std::fs::write(&f, b"").unwrap();
+    chmod(&f, 0o640);
+    touch(&f, 1_604_320_482);
+    assert_eq!(
+        cids(&f, false, false),
+        ["QmbFMke1KXqnYyBBWxB74N4c5SBnJMVAiMNRcGu6x1AwQH"]
+    );
+    assert_eq!(
+        cids(&f, true, false),
+        ["QmQLgxypSNGNFTuUPGCecq6dDEjb6hNB5xSyVmP3cEuNtq"]
+    );
+    assert_eq!(
+        cids(&f, false, true),
+        ["QmQ6kErEW8kztQFV8vbwNU8E4dmtGsYpRiboiLxUEwibvj"]
+    );
+    assert_eq!(
+        cids(&f, true, true),
+        ["QmYkvboLsvLFcSYmqVJRxvBdYRQLroLv9kELf3LRiCqBri"]
+    );
+    let link = tmp.path().join("linkfile");
+    std::os::unix::fs::symlink("nothing", &link).unwrap();
+    touch(&link, 1_604_320_482);
+    assert_eq!(
+        cids(&link, false, true),
+        ["QmbJwotgtr84JxcnjpwJ86uZiyMoxbZuNH4YrdJMypkYaB"]
+    );
+    let dir1 = tmp.path().join("dir1");
+    std::fs::create_dir(&dir1).unwrap();
+    chmod(&dir1, 0o755);
+    touch(&dir1, 1_655_158_632 + 90);
+    assert_eq!(
+        cids(&dir1, false, false),
+        ["QmUNLLsPACCz1vLxQVkXqqLX5R1X345qqfHbsf67hvA3Nn"]
+    );
+    assert_eq!(
+        cids(&dir1, true, false),
+        ["QmRviohgafvCsbkiTgfQFipbuXJ6k1YtoiaQW4quttJPKu"]
+    );
+    assert_eq!(
+        cids(&dir1, false, true),
+        ["QmYMy7CZGb498QFSQBF5ZFwv1FYbrAtYZMe4VxhDXxAcvf"]
+    );
+}
+
+#[test]
+fn preserve_mode_and_mtime_tree_matches_kubo() {
+    // t0047 `setup_directory`: every file empty; files 0644, directories 0755, the top
+    // directory 0700 (mktemp -d); mtimes DIR_TIME + 0..90.
+    const T: i64 = 1_655_158_632;
+    let tmp = tempfile::tempdir().unwrap();
+    let top = tmp.path().join("testXXXXXX");
+    for d in ["dir1", "dir2/sub1/sub2", "dir3"] {
+        std::fs::create_dir_all(top.join(d)).unwrap();
+    }
+    for f in ["dir2/sub1/sub2/file3", "dir3/file2", "file1"] {
+        std::fs::write(top.join(f), b"").unwrap();
+        chmod(&top.join(f), 0o644);
+    }
+    for d in ["dir1", "dir2", "dir2/sub1", "dir2/sub1/sub2", "dir3"] {
+        chmod(&top.join(d), 0o755);
+    }
+    chmod(&top, 0o700);
+    std::os::unix::fs::symlink("../sub2/file3", top.join("dir2/sub1/link1")).unwrap();
+    for (p, dt) in [
+        ("dir2/sub1/sub2/file3", 10),
+        ("dir2/sub1/link1", 20),
+        ("dir2/sub1/sub2", 30),
+        ("dir2/sub1", 40),
+        ("dir2", 50),
+        ("dir3/file2", 60),
+        ("dir3", 70),
+        ("file1", 80),
+        ("dir1", 90),
+    ] {
+        touch(&top.join(p), T + dt);
+    }
+    touch(&top, T);
+    assert_eq!(
+        cids(&top, true, true),
+        [
+            "QmRCG3Pprg4jbhfYBzVzfJVyneFHnBquPGXwvXU3jSuf5j",
+            "QmReHCn4BSJJdtd6Le8Hd8Puai6TmgpPCYb13wyM7FD9AD",
+            "QmSioyvQuXetxg7uo8FswGn9XKKEsisDq1HTMzGyWbw2R6",
+            "QmTMoVgJKhPrz9DfkvT132mxyBXNae5azXQ42WbM9abdSE",
+            "QmVzXqpuQGCAgRwEbGuE9xe8Fidi1HEXaPKsQEFEbPJW9j",
+            "QmW6Nqy2nziduAp3UGx2a52gtSUsYzhVcZMuPdxBRnwCyP",
+            "QmeQwX5qAX18fcPDxDdkfM6ttuFCZetF5hgeUa6ov8D5oc",
+            "QmefofUNwC2U3Xp87rB1x8Aws6AdsDuoXR7B9u2RkEZ4dQ",
+            "Qmeu24TFarJwLzJgMTDYDJTr4BMGnzafoSnfxov1513abW",
+            "Qmf82bbFg2e8HmcqiewutVVw5NoMpiXZD57LpLdC1poBuH",
+        ]
+    );
+}
