@@ -6,8 +6,9 @@ Usage: kubo_add.py REPO_DIR PATH...
 Prints one `<path>\t<cid>` line per PATH on stdout, in argument order. Exits 1 with a
 message on stderr if any PATH fails, 2 if the library or repo cannot be set up.
 
-The repo is created on first use and locked down to loopback with no bootstrap peers,
-no routing and no mDNS before any node is started; AddFile runs with onlyHash=true, so
+The repo is created on first use and, before any node starts, locked down to loopback:
+no bootstrap peers, no routing, no mDNS, no NAT port mapping (NAT-PMP/UPnP would contact
+the default gateway), no relays, no AutoNAT; AddFile runs with onlyHash=true, so
 nothing is stored or announced. One process handles many paths because starting the
 embedded node is slow (seconds); RunNode keeps it alive between AddFile calls.
 
@@ -61,6 +62,12 @@ def lock_down(repo):
     cfg["Bootstrap"] = []
     cfg.setdefault("Routing", {})["Type"] = "none"
     cfg.setdefault("Discovery", {}).setdefault("MDNS", {})["Enabled"] = False
+    # NAT-PMP/UPnP would talk to the default gateway; relays and AutoNAT need no peers here.
+    swarm = cfg.setdefault("Swarm", {})
+    swarm["DisableNatPortMap"] = True
+    swarm.setdefault("RelayClient", {})["Enabled"] = False
+    swarm.setdefault("RelayService", {})["Enabled"] = False
+    cfg.setdefault("AutoNAT", {})["ServiceMode"] = "disabled"
     tmp = cfg_path + ".tmp"
     with open(tmp, "w", encoding="utf-8") as f:
         json.dump(cfg, f, indent=2)
@@ -75,6 +82,7 @@ def check_locked(repo):
         and cfg.get("Addresses", {}).get("Swarm") == [LOOPBACK]
         and cfg.get("Routing", {}).get("Type") == "none"
         and cfg.get("Discovery", {}).get("MDNS", {}).get("Enabled") is False
+        and cfg.get("Swarm", {}).get("DisableNatPortMap") is True
     )
     if not ok:
         fail(2, f"repo {repo} is not locked down to loopback; refusing to start a node")
@@ -102,7 +110,8 @@ def main():
     if not os.path.exists(os.path.join(repo, "config")):
         if lib.CreateRepo(repo.encode()) < 0:
             fail(2, f"CreateRepo({repo}) failed")
-        lock_down(repo)
+    # Every run (cheap, idempotent): also upgrades repos locked down by older versions.
+    lock_down(repo)
     check_locked(repo)
     if not paths:
         return
