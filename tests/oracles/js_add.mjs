@@ -4,7 +4,8 @@
 //
 // Usage: node js_add.mjs [--options JSON] [--car OUT | --car-dir DIR] PATH...
 //   prints one `<path>\t<cid>` line per PATH, in argument order.
-//   --car OUT     (one PATH only) writes a CARv1 of the DAG with the root as its only root.
+//   --car OUT     (one PATH only) writes a CARv1 of the DAG reachable from the root
+//                 (DFS pre-order, each block once) with the root as its only root.
 //   --car-dir DIR writes DIR/<i>.car for the i-th PATH (0-based).
 //
 // Options (JSON object; names are the importer's own, absent = the importer's default,
@@ -21,6 +22,7 @@
 // itself is followed. Empty directories are kept. Modes are the low 12 permission bits
 // of lstat; mtimes are lstat's, to the nanosecond, floored for times before 1970.
 import { CarWriter } from '@ipld/car/writer'
+import * as dagPb from '@ipld/dag-pb'
 import { importer } from 'ipfs-unixfs-importer'
 import { fixedSize } from 'ipfs-unixfs-importer/chunker'
 import { balanced, trickle } from 'ipfs-unixfs-importer/layout'
@@ -129,10 +131,27 @@ class RecordingBlockstore {
   }
 }
 
+// Writes the DAG reachable from `root` (DFS pre-order, each block once, like Kubo's
+// `dag export`). The importer also puts blocks nothing links to (the placeholder block of
+// every directory, empty trickle leaves), so "every block put" is not the DAG.
 async function writeCar (out, root, blockstore) {
   const { writer, out: bytes } = CarWriter.create([root])
   const done = pipeline(Readable.from(bytes), createWriteStream(out))
-  for (const { cid, bytes: data } of blockstore.blocks.values()) await writer.put({ cid, bytes: data })
+  const seen = new Set()
+  const stack = [root]
+  while (stack.length > 0) {
+    const cid = stack.pop()
+    const key = cid.toString()
+    if (seen.has(key)) continue
+    seen.add(key)
+    const block = blockstore.blocks.get(key)
+    if (block == null) die(1, `block ${key} reachable from ${root} was never stored`)
+    await writer.put({ cid, bytes: block.bytes })
+    if (cid.code === dagPb.code) {
+      const links = dagPb.decode(block.bytes).Links
+      for (let i = links.length - 1; i >= 0; i--) stack.push(links[i].Hash)
+    }
+  }
   await writer.close()
   await done
 }

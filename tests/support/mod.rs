@@ -153,6 +153,7 @@ impl Oracles {
         for pkg in [
             "ipfs-unixfs-importer",
             "@ipld/car",
+            "@ipld/dag-pb",
             "multiformats",
             "blockstore-core",
         ] {
