@@ -34,7 +34,10 @@
 //! - JS omits mode 0644 (files) / 0755 (dirs) as "default"; Kubo writes any non-zero mode.
 //!   The metadata corpus uses other modes.
 //! - JS with dag-pb leaves + mode/mtime on a single-chunk file stores the *encoded leaf
-//!   node* as the file's data (a JS bug), so metadata cases are multi-chunk files.
+//!   node* as the file's data (a JS bug: ipfs-unixfs-importer 17.1.1 `dag-builder/file.js`
+//!   wraps `leaf.block`). Its raw-leaves path wraps the chunk itself into one dag-pb File
+//!   node with the metadata, which is what Kubo does with dag-pb leaves, so `META_SINGLE`
+//!   cases are compared with JS `rawLeaves: true` (same `cidVersion`).
 
 mod support;
 
@@ -291,6 +294,18 @@ fn add_matches_kubo_defaults() {
             );
         }
     }
+    // With --legacy-hamt-threshold (boxo `>=`), sharding must match Kubo 0.22 itself.
+    for c in corpus.cases.iter().filter(|c| c.has(corpus::HAMT_V0)) {
+        rows.push(Row {
+            case: c.name.into(),
+            set: "legacy-hamt",
+            ours: ours(c, &["--legacy-hamt-threshold"]),
+            expected: kubo[&c.path].clone(),
+            oracle: "kubo",
+            other: String::new(),
+        });
+    }
+    t.mark("distfs add");
     report(&rows);
 }
 
@@ -417,6 +432,26 @@ fn add_preserve_mode_mtime_matches_js() {
     let mut opts = js_kubo(0, false, 262_144, false);
     opts["preserveMode"] = json!(true);
     opts["preserveMtime"] = json!(true);
+    let mut single = js_kubo(0, true, 262_144, false);
+    single["preserveMode"] = json!(true);
+    single["preserveMtime"] = json!(true);
+    js_set(
+        "mode+mtime 1chk",
+        &["--preserve-mode", "--preserve-mtime"],
+        single.clone(),
+        corpus::META_SINGLE,
+        0,
+        &[],
+    );
+    single["cidVersion"] = json!(1);
+    js_set(
+        "v1 mode+mtime 1c",
+        &["--cid-version", "1", "--preserve-mode", "--preserve-mtime"],
+        single,
+        corpus::META_SINGLE,
+        0,
+        &[],
+    );
     js_set(
         "mode+mtime",
         &["--preserve-mode", "--preserve-mtime"],

@@ -22,6 +22,7 @@ pub const HIDDEN: u32 = 1 << 5; // contains dotfiles: needs `--hidden` to match 
 pub const META: u32 = 1 << 6; // non-default modes/mtimes, for --preserve-mode/--preserve-mtime
 pub const SMALLCHUNK: u32 = 1 << 7; // a few KiB: interesting with a tiny chunker
 pub const JS_SUBDIR_ESTIMATE: u32 = 1 << 8; // JS under-counts subdirs in the shard estimate
+pub const META_SINGLE: u32 = 1 << 10; // one-chunk files with mode/mtime (see conformance.rs)
 pub const AT_THRESHOLD_V0: u32 = 1 << 9; // exactly 262144: Kubo 0.22 shards (`>=`), Kubo ≥ 0.40 not
 
 pub struct Case {
@@ -409,6 +410,19 @@ pub fn build(root: &Path, sel: &dyn Fn(&str, u32) -> bool) -> Corpus {
         let p = write_det(&r.join("files/meta-file"), "meta-file", 3 * CHUNK);
         set_mode(&p, 0o751);
         set_mtime(&p, UNIX_EPOCH + Duration::new(1_000_000_000, 500));
+        p
+    });
+
+    b.case("one-chunk-with-mode-mtime", FILE | META_SINGLE, None, |r| {
+        let p = write_bytes(&r.join("files/meta-small"), b"hello world\n");
+        set_mode(&p, 0o600);
+        set_mtime(&p, UNIX_EPOCH + Duration::new(1_700_000_000, 42));
+        p
+    });
+    b.case("empty-with-mode-mtime", FILE | META_SINGLE, None, |r| {
+        let p = write_bytes(&r.join("files/meta-empty"), b"");
+        set_mode(&p, 0o700);
+        set_mtime(&p, UNIX_EPOCH + Duration::new(1_700_000_001, 0));
         p
     });
 
