@@ -461,3 +461,42 @@ fn add_preserve_mode_mtime_matches_js() {
         &[],
     );
 }
+
+#[test]
+fn add_trickle_small_chunks_matches_js() {
+    // 1024-byte chunks make deep trickle trees (3072 and 7168 leaves: depths 4-5).
+    js_set(
+        "trickle-1024",
+        &["--trickle", "--chunker", "size-1024"],
+        js_kubo(0, false, 1024, true),
+        corpus::SMALLCHUNK,
+        0,
+        &["3MiB+17", "7MiB", "empty", "mixed-tree"],
+    );
+}
+
+#[test]
+fn add_profile_v1_2025_matches_js() {
+    // IPIP-0499 unixfs-v1-2025: CIDv1, raw leaves, 1 MiB chunks, 1024 links, HAMT by the
+    // exact block size (`block-bytes`) with `>`. Set explicitly (js_add.mjs always passes a
+    // layout, which would override the importer's own `profile` defaults).
+    let opts = json!({
+        "cidVersion": 1,
+        "rawLeaves": true,
+        "chunkSize": 1_048_576,
+        "layout": "balanced",
+        "maxChildrenPerNode": 1024,
+        "leafType": "file",
+        "reduceSingleLeafToSelf": true,
+        "shardSplitThresholdBytes": 262_144,
+        "shardSplitStrategy": "block-bytes",
+    });
+    js_set(
+        "v1-2025",
+        &["--profile", "unixfs-v1-2025"],
+        opts,
+        FILE | TREE,
+        NOT_JS | corpus::META,
+        &["174chunks+1"],
+    );
+}
