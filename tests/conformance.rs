@@ -128,11 +128,12 @@ fn ours(case: &Case, base: &[&str]) -> String {
 /// IPIP-0499 directory inputs (ipfs/kubo test/cli/add_test.go `createDeterministicFiles`):
 /// names drawn from the deterministic stream, each byte mapped into a 39-char alphabet,
 /// every file containing "x".
-fn ipip_dir(dir: &Path, seed: &str, n: usize, name_len: usize) {
+fn ipip_dir(dir: &Path, seed: &str, n: usize, name_len: usize, last_len: usize) {
     const ALPHABET: &[u8] = b"abcdefghijklmnopqrstuvwxyz01234567890-_";
     let stream = det_bytes(seed, 1 << 20);
     let mut off = 0;
-    for _ in 0..n {
+    for i in 0..n {
+        let name_len = if i == n - 1 { last_len } else { name_len };
         let name: String = stream[off..off + name_len]
             .iter()
             .map(|b| ALPHABET[usize::from(*b) % ALPHABET.len()] as char)
@@ -164,9 +165,9 @@ fn oracles_reproduce_published_kubo_cids() {
         .collect();
 
     let basic = tmp.path().join("ipip-v0-basic");
-    ipip_dir(&basic, "hamt-unixfs-v0-2015", 4096, 30);
+    ipip_dir(&basic, "hamt-unixfs-v0-2015", 4096, 30, 30);
     let hamt = tmp.path().join("ipip-v0-hamt");
-    ipip_dir(&hamt, "hamt-unixfs-v0-2015", 4033, 31);
+    ipip_dir(&hamt, "hamt-unixfs-v0-2015", 4033, 31, 31);
     let trickle = corpus
         .cases
         .iter()
@@ -499,4 +500,70 @@ fn add_profile_v1_2025_matches_js() {
         NOT_JS | corpus::META,
         &["174chunks+1"],
     );
+}
+
+/// IPIP-0499 `unixfs-v1-2025` vectors: the JS mapping used for `--profile unixfs-v1-2025`
+/// reproduces them, and so does distfs.
+#[test]
+fn profile_v1_2025_reproduces_published_vectors() {
+    let oracles = Oracles::get();
+    let tmp = tempdir();
+    let d = tmp.path();
+    let chunk = support::write_det(&d.join("chunk"), "chunk-v1-seed", 1_048_576);
+    let chunk1 = support::write_det(&d.join("chunk+1"), "chunk-v1-seed", 1_048_577);
+    let basic = d.join("basic");
+    ipip_dir(&basic, "hamt-unixfs-v1-2025", 4766, 11, 21);
+    let hamt = d.join("hamt");
+    ipip_dir(&hamt, "hamt-unixfs-v1-2025", 4766, 11, 22);
+    let vectors = [
+        (
+            &chunk,
+            "chunk",
+            "bafkreiacndfy443ter6qr2tmbbdhadvxxheowwf75s6zehscklu6ezxmta",
+        ),
+        (
+            &chunk1,
+            "chunk+1",
+            "bafybeigmix7t42i6jacydtquhet7srwvgpizfg7gjbq7627d35mjomtu64",
+        ),
+        (
+            &basic,
+            "dir-basic",
+            "bafybeic3h7rwruealwxkacabdy45jivq2crwz6bufb5ljwupn36gicplx4",
+        ),
+        (
+            &hamt,
+            "dir-hamt",
+            "bafybeiegvuterwurhdtkikfhbxcldohmxp566vpjdofhzmnhv6o4freidu",
+        ),
+    ];
+    let opts = json!({
+        "cidVersion": 1, "rawLeaves": true, "chunkSize": 1_048_576, "layout": "balanced",
+        "maxChildrenPerNode": 1024, "shardSplitThresholdBytes": 262_144,
+        "shardSplitStrategy": "block-bytes",
+    });
+    let paths: Vec<&Path> = vectors.iter().map(|v| v.0.as_path()).collect();
+    let js = oracles.js_add(&opts, &paths, None);
+    let mut rows = Vec::new();
+    for (path, name, want) in vectors {
+        rows.push(Row {
+            case: name.into(),
+            set: "js v1-2025",
+            ours: js[path].clone(),
+            expected: want.into(),
+            oracle: "published",
+            other: String::new(),
+        });
+        let ours = distfs_add(path, &["--profile", "unixfs-v1-2025"])
+            .unwrap_or_else(|e| format!("ERROR {e}"));
+        rows.push(Row {
+            case: name.into(),
+            set: "v1-2025",
+            ours,
+            expected: want.into(),
+            oracle: "published",
+            other: String::new(),
+        });
+    }
+    report(&rows);
 }
