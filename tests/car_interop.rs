@@ -4,7 +4,8 @@
 //!   DAG for the same input, each block once.
 //! - CARs written by the JS importer are read by `distfs::car::CarReader` into a `MemStore`,
 //!   and every file of the source tree read back through `distfs::walk` is byte-identical
-//!   (whole files and ranges straddling chunk boundaries).
+//!   (whole files and ranges straddling chunk boundaries); every directory lists exactly
+//!   the source's names (plain and HAMT), every symlink holds the source's target.
 //!
 //! Install the oracles with `scripts/install-oracles`; a missing oracle fails the test.
 
@@ -156,24 +157,43 @@ fn distfs_car_is_read_by_js_car_reader() {
     );
 }
 
-/// Every regular file under `root` (following no symlinks), as path segments → bytes.
-fn source_files(root: &Path) -> Vec<(Vec<String>, PathBuf)> {
-    fn walk(dir: &Path, prefix: &[String], out: &mut Vec<(Vec<String>, PathBuf)>) {
+/// What a source tree holds, as path segments from the root.
+#[derive(Default)]
+struct Source {
+    files: Vec<(Vec<String>, PathBuf)>,
+    /// Each directory with its entry names, sorted by bytes.
+    dirs: Vec<(Vec<String>, Vec<String>)>,
+    /// Each symlink with its target, byte-exact.
+    links: Vec<(Vec<String>, Vec<u8>)>,
+}
+
+/// Walks `root` without following symlinks.
+fn source_tree(root: &Path) -> Source {
+    fn walk(dir: &Path, prefix: &[String], out: &mut Source) {
+        let mut names = Vec::new();
         for e in std::fs::read_dir(dir).expect("read_dir") {
             let e = e.expect("dir entry");
             let ty = e.file_type().expect("file type");
+            let name = e.file_name().into_string().expect("utf-8 name");
+            names.push(name.clone());
             let mut segs = prefix.to_vec();
-            segs.push(e.file_name().into_string().expect("utf-8 name"));
+            segs.push(name);
             if ty.is_dir() {
                 walk(&e.path(), &segs, out);
             } else if ty.is_file() {
-                out.push((segs, e.path()));
+                out.files.push((segs, e.path()));
+            } else if ty.is_symlink() {
+                let target = std::fs::read_link(e.path()).expect("readlink");
+                out.links
+                    .push((segs, target.into_os_string().into_encoded_bytes()));
             }
         }
+        names.sort();
+        out.dirs.push((prefix.to_vec(), names));
     }
-    let mut out = Vec::new();
+    let mut out = Source::default();
     if root.is_file() {
-        out.push((Vec::new(), root.to_path_buf()));
+        out.files.push((Vec::new(), root.to_path_buf()));
     } else {
         walk(root, &[], &mut out);
     }
@@ -239,7 +259,58 @@ async fn check_tree(
     failures: &mut Vec<String>,
     checked: &mut usize,
 ) {
-    for (segs, path) in source_files(&case.path) {
+    let source = source_tree(&case.path);
+    for (segs, names) in &source.dirs {
+        let seg_refs: Vec<&str> = segs.iter().map(String::as_str).collect();
+        let listed = match distfs::walk::resolve_path(store, root, &seg_refs).await {
+            Ok(cid) => distfs::walk::list_dir(store, &cid)
+                .await
+                .map_err(|e| e.to_string()),
+            Err(e) => Err(e.to_string()),
+        };
+        *checked += 1;
+        match listed {
+            Ok(entries) => {
+                let got: Vec<String> = entries.into_iter().map(|e| e.name).collect();
+                if &got != names {
+                    failures.push(format!(
+                        "{set}/{}/{}: list_dir gave {} names, the source has {} (first differing: {:?})",
+                        case.name,
+                        segs.join("/"),
+                        got.len(),
+                        names.len(),
+                        got.iter().zip(names).find(|(a, b)| a != b)
+                    ));
+                }
+            }
+            Err(e) => failures.push(format!(
+                "{set}/{}/{}: list_dir: {e}",
+                case.name,
+                segs.join("/")
+            )),
+        }
+    }
+    for (segs, target) in &source.links {
+        let seg_refs: Vec<&str> = segs.iter().map(String::as_str).collect();
+        *checked += 1;
+        let node = match distfs::walk::resolve_path(store, root, &seg_refs).await {
+            Ok(cid) => distfs::walk::load(store, &cid)
+                .await
+                .map_err(|e| e.to_string()),
+            Err(e) => Err(e.to_string()),
+        };
+        match node {
+            Ok(distfs::unixfs::Node::Symlink(l)) if l.target.as_ref() == target.as_slice() => {}
+            Ok(_) => failures.push(format!(
+                "{set}/{}/{}: not a symlink to {:?}",
+                case.name,
+                segs.join("/"),
+                String::from_utf8_lossy(target)
+            )),
+            Err(e) => failures.push(format!("{set}/{}/{}: load: {e}", case.name, segs.join("/"))),
+        }
+    }
+    for (segs, path) in source.files {
         let want = std::fs::read(&path).expect("read source file");
         let seg_refs: Vec<&str> = segs.iter().map(String::as_str).collect();
         let cid = match distfs::walk::resolve_path(store, root, &seg_refs).await {
