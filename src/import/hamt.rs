@@ -15,7 +15,12 @@ use bytes::Bytes;
 use prost::Message;
 
 use super::dir::{DirEntry, DirNode};
-use super::murmur3::hamt_hash;
+use crate::unixfs::murmur3_x64_64;
+
+/// The HAMT hash of a name: h1 as 8 big-endian bytes (what boxo's `hash.Sum(nil)` gives).
+fn hamt_hash(name: &[u8]) -> [u8; 8] {
+    murmur3_x64_64(name).to_be_bytes()
+}
 use super::{BlockSink, ImportError, ImportOptions, Metadata};
 use crate::block::{codec, Block, MAX_BLOCK_SIZE};
 use crate::unixfs::pb::{encode_pb_node, Data, DataType, PbLink};

@@ -5,7 +5,8 @@
 //! - [`chunker`] / [`buzhash`]: cutting a `Read` into chunks (`size-N`, `buzhash`).
 //! - [`file`](mod@file): balanced and trickle file DAGs (SPECS.md §3.2–§3.4), memory bounded by
 //!   depth × max links, never by file size.
-//! - [`dir`] / [`hamt`] / [`murmur3`]: directory nodes and HAMT sharding (SPECS.md §3.6).
+//! - [`dir`] / [`hamt`]: directory nodes and HAMT sharding (SPECS.md §3.6; the hash is
+//!   `unixfs::murmur3_x64_64`, shared with the reader).
 //! - [`tree`]: the edge that reads a path on disk (files, directories, symlinks) in Kubo's
 //!   order and reports `added <cid> <path>` events. It is the only part that touches files.
 //! - [`sink`]: where blocks go (CAR, disk store, memory, null, tee).
@@ -17,7 +18,6 @@ pub mod chunker;
 pub mod dir;
 pub mod file;
 pub mod hamt;
-pub mod murmur3;
 pub mod sink;
 pub mod tree;
 
