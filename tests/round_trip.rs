@@ -109,14 +109,14 @@ async fn every_layout_reads_back_byte_identical() {
         (
             "kubo defaults, 1 KiB chunks",
             AddFlags {
-                chunker: small.clone(),
+                chunker: small,
                 ..Default::default()
             },
         ),
         (
             "cidv1 raw leaves",
             AddFlags {
-                chunker: small.clone(),
+                chunker: small,
                 cid_version: Some(1),
                 ..Default::default()
             },
@@ -124,7 +124,7 @@ async fn every_layout_reads_back_byte_identical() {
         (
             "trickle",
             AddFlags {
-                chunker: small.clone(),
+                chunker: small,
                 trickle: true,
                 ..Default::default()
             },
@@ -132,7 +132,7 @@ async fn every_layout_reads_back_byte_identical() {
         (
             "trickle raw",
             AddFlags {
-                chunker: small.clone(),
+                chunker: small,
                 trickle: true,
                 cid_version: Some(1),
                 ..Default::default()
