@@ -643,3 +643,16 @@ impl Drop for KillOnDrop {
         }
     }
 }
+
+/// `--latency` delays every response by at least the given time (a lower bound only: the
+/// machine may be slower, never faster).
+#[tokio::test]
+async fn latency_option_delays_each_response() {
+    let s = Server::start(&["--latency", "300"]);
+    for _ in 0..2 {
+        let start = std::time::Instant::now();
+        let resp = s.get("/ipfs/bafkqaaa?format=raw").await;
+        assert_eq!(resp.status(), 200);
+        assert!(start.elapsed() >= std::time::Duration::from_millis(300));
+    }
+}

@@ -33,6 +33,9 @@ pub struct ServeArgs {
     /// Requests handled at once; more wait up to 10 s, then get 429.
     #[arg(long, default_value_t = 256, value_parser = clap::value_parser!(u32).range(1..=65536))]
     max_requests: u32,
+    /// Milliseconds added before every response (for benchmarks that model a distant gateway).
+    #[arg(long, value_name = "MS", default_value_t = 0)]
+    latency: u64,
 }
 
 /// Runs the gateway until a shutdown signal.
@@ -51,6 +54,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         max_concurrent: args.max_requests as usize,
         queue_timeout: Duration::from_secs(10),
         log_requests: args.log_requests,
+        latency: Duration::from_millis(args.latency),
     };
     let gateway = Gateway::open(&sources, config)
         .await

@@ -50,6 +50,9 @@ pub struct GatewayConfig {
     pub queue_timeout: Duration,
     /// Print one line per finished request to stderr.
     pub log_requests: bool,
+    /// Added delay before each response starts (for benchmarks that model a distant
+    /// gateway; zero in production).
+    pub latency: Duration,
 }
 
 impl Default for GatewayConfig {
@@ -58,6 +61,7 @@ impl Default for GatewayConfig {
             max_concurrent: 256,
             queue_timeout: Duration::from_secs(10),
             log_requests: false,
+            latency: Duration::ZERO,
         }
     }
 }
@@ -129,6 +133,11 @@ impl Gateway {
     /// The request counters so far.
     pub fn stats(&self) -> StatsSnapshot {
         self.stats.snapshot()
+    }
+
+    /// The configured added latency.
+    pub(crate) fn latency(&self) -> Duration {
+        self.config.latency
     }
 
     async fn acquire(&self) -> Result<OwnedSemaphorePermit, ServeError> {
@@ -288,6 +297,7 @@ mod tests {
             max_concurrent: 1,
             queue_timeout: Duration::from_millis(50),
             log_requests: false,
+            latency: Duration::ZERO,
         })
         .await;
         let url = format!("{base}/ipfs/bafkqaaa?format=raw");

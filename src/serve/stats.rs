@@ -136,6 +136,10 @@ pub async fn track(State(gw): State<Arc<Gateway>>, req: Request, next: Next) -> 
             return finish(gw, span, method.to_string(), path, resp, None);
         }
     };
+    let latency = gw.latency();
+    if !latency.is_zero() {
+        tokio::time::sleep(latency).await;
+    }
     let resp = next.run(req).instrument(span.clone()).await;
     finish(gw, span, method.to_string(), path, resp, permit)
 }
