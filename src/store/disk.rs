@@ -116,12 +116,15 @@ impl DiskStore {
     }
 }
 
-/// Reads a block file, refusing anything larger than a block can be.
+/// Reads a block file, refusing anything larger than a block can be. The buffer is sized
+/// from the file's length (no probing reads or regrowth copies on the hot path).
 fn read_bounded(path: &Path) -> io::Result<Vec<u8>> {
     use std::io::Read;
     let f = fs::File::open(path)?;
-    let mut data = Vec::new();
-    f.take(MAX_BLOCK_SIZE as u64 + 1).read_to_end(&mut data)?;
+    let cap = MAX_BLOCK_SIZE as u64 + 1;
+    let len = f.metadata().map_or(0, |m| m.len()).min(cap);
+    let mut data = Vec::with_capacity(len as usize + 1);
+    f.take(cap).read_to_end(&mut data)?;
     Ok(data)
 }
 
