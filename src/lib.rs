@@ -7,6 +7,7 @@
 
 pub mod block;
 pub mod car;
+pub mod fetch;
 pub mod import;
 pub mod serve;
 pub mod store;
