@@ -221,8 +221,11 @@ async fn serve_block(
         },
         Mode::Huge { chunked: false } => raw(Body::from(vec![0u8; 3 * 1024 * 1024])),
         Mode::Huge { chunked: true } => {
-            let chunks = (0..48).map(|_| Ok::<_, Infallible>(Bytes::from(vec![0u8; 65536])));
-            raw(Body::from_stream(futures::stream::iter(chunks)))
+            // Never ends: only a client that stops reading at the cap gets past this.
+            let chunk = Bytes::from(vec![0u8; 65536]);
+            raw(Body::from_stream(futures::stream::repeat_with(move || {
+                Ok::<_, Infallible>(chunk.clone())
+            })))
         }
     }
 }
@@ -671,4 +674,36 @@ async fn cache_as_block_store() {
     let mine = absent_block();
     store.put(mine.clone()).await.unwrap();
     assert_eq!(store.get(mine.cid()).await.unwrap(), Some(mine));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cache_deadline_surfaces_as_timed_out_io_error() {
+    let blocks = fixture_blocks();
+    let gw = TestGateway::start(&blocks, Mode::Stall).await;
+    let dir = tempfile::tempdir().unwrap();
+    let f = fetcher(
+        &[&gw],
+        FetcherConfig {
+            deadline: Duration::from_secs(1),
+            ..config()
+        },
+    );
+    let c = CacheStore::new(DiskStore::open(dir.path()).unwrap(), f);
+    let err = tokio::time::timeout(
+        Duration::from_secs(60),
+        BlockStore::get(&c, blocks[0].cid()),
+    )
+    .await
+    .expect("the get returned at all")
+    .unwrap_err();
+    match err {
+        distfs::store::StoreError::Io { source, .. } => {
+            assert_eq!(source.kind(), std::io::ErrorKind::TimedOut);
+            let inner = source
+                .get_ref()
+                .and_then(|e| e.downcast_ref::<CacheError>());
+            assert!(inner.is_some_and(|e| e.is_retryable()), "{source}");
+        }
+        other => panic!("expected an I/O error, got {other}"),
+    }
 }
