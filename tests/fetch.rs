@@ -301,6 +301,7 @@ async fn stalled_source_is_failed_over() {
         &[&stalled, &good],
         FetcherConfig {
             attempt_timeout: Duration::from_secs(1),
+            hedge_after: None,
             ..config()
         },
     );
@@ -311,6 +312,35 @@ async fn stalled_source_is_failed_over() {
     assert_eq!(b, blocks[0]);
     assert_eq!(stalled.total(), 1);
     assert_eq!(f.stats()[0].errors, 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_slow_source_is_hedged() {
+    let blocks = fixture_blocks();
+    let stalled = TestGateway::start(&blocks, Mode::Stall).await;
+    let good = TestGateway::start(&blocks, Mode::Honest).await;
+    // Without hedging the stalled source would hold the get until the deadline (Timeout).
+    let f = fetcher(
+        &[&stalled, &good],
+        FetcherConfig {
+            deadline: Duration::from_secs(10),
+            attempt_timeout: Duration::from_secs(30),
+            hedge_after: Some(Duration::from_millis(200)),
+            ..config()
+        },
+    );
+    let b = tokio::time::timeout(Duration::from_secs(60), f.get(blocks[0].cid()))
+        .await
+        .expect("the get returned at all")
+        .unwrap();
+    assert_eq!(b, blocks[0]);
+    assert_eq!((stalled.total(), good.total()), (1, 1));
+    let stats = f.stats();
+    assert_eq!(
+        stats[0].errors, 0,
+        "the cancelled slow request is not an error"
+    );
+    assert_eq!(stats[1].blocks, 1);
 }
 
 #[tokio::test]

@@ -11,7 +11,9 @@
 //! 3. a source retried for the same CID waits an exponential delay first; when every
 //!    candidate is backing off, the loop sleeps until the first backoff ends;
 //! 4. each attempt holds a semaphore permit and is cut at
-//!    [`FetcherConfig::attempt_timeout`] (a stalled source is failed over).
+//!    [`FetcherConfig::attempt_timeout`] (a stalled source is failed over);
+//! 5. hedging: an attempt slower than [`FetcherConfig::hedge_after`] (or 3× its source's
+//!    latency EWMA) is raced against the next untried source; the first block wins.
 //!
 //! A source that sends a wrong block is dropped for the rest of the session (logged at warn).
 //! The result is `NotFound` only when every usable source said so.
@@ -47,6 +49,10 @@ pub struct FetcherConfig {
     /// First delay before asking the same source again for the same CID (doubles, capped
     /// at 2 s).
     pub retry_delay: Duration,
+    /// Hedging: when an attempt has not answered after this long (or three times the
+    /// source's latency EWMA, if longer), the next untried source is asked too and the
+    /// first block wins. `None` disables hedging.
+    pub hedge_after: Option<Duration>,
 }
 
 impl Default for FetcherConfig {
@@ -59,6 +65,7 @@ impl Default for FetcherConfig {
             max_retry_after: Duration::from_secs(5),
             default_backoff: Duration::from_secs(1),
             retry_delay: Duration::from_millis(100),
+            hedge_after: Some(Duration::from_millis(500)),
         }
     }
 }
@@ -225,14 +232,133 @@ impl Inner {
         best.map(|(_, _, i)| i).ok_or(earliest)
     }
 
+    /// One request to source `i`: holds a permit, counts the request, cuts it at the
+    /// per-attempt timeout.
+    async fn attempt(&self, i: usize, cid: Cid) -> Outcome {
+        let Some(source) = self.sources.get(i) else {
+            return Outcome {
+                source: i,
+                result: Err(FetchError::NoSources { cid }),
+                took: Duration::ZERO,
+            };
+        };
+        let Ok(_permit) = self.permits.acquire().await else {
+            // The semaphore is never closed; answer something sensible anyway.
+            return Outcome {
+                source: i,
+                result: Err(FetchError::NoSources { cid }),
+                took: Duration::ZERO,
+            };
+        };
+        source.health().requests += 1;
+        let start = Instant::now();
+        let result = tokio::time::timeout(self.config.attempt_timeout, source.src.get(&cid))
+            .await
+            .unwrap_or_else(|_| {
+                Err(FetchError::AttemptTimeout {
+                    cid,
+                    url: source.src.name().to_string(),
+                    after: self.config.attempt_timeout,
+                })
+            });
+        Outcome {
+            source: i,
+            result,
+            took: start.elapsed(),
+        }
+    }
+
+    /// How long to wait for source `i` before hedging with another: `hedge_after`, or
+    /// three times the source's latency EWMA (a rough p90) if that is longer.
+    fn hedge_delay(&self, i: usize) -> Option<Duration> {
+        let min = self.config.hedge_after?;
+        let ewma = self.sources.get(i)?.health().latency_ewma_ms();
+        let typical = ewma.map_or(Duration::ZERO, |ms| {
+            Duration::from_secs_f64(ms * 3.0 / 1000.0)
+        });
+        Some(min.max(typical))
+    }
+
+    /// Runs an attempt at `i`; if it is slower than its hedge delay and another untried
+    /// source is available, races a second attempt there. The first block wins (the other
+    /// request is cancelled); failures are all returned for booking.
+    async fn attempt_hedged(&self, i: usize, cid: Cid, st: &mut GetState) -> Vec<Outcome> {
+        let first = self.attempt(i, cid);
+        let Some(delay) = self.hedge_delay(i) else {
+            return vec![first.await];
+        };
+        tokio::pin!(first);
+        tokio::select! {
+            a = &mut first => return vec![a],
+            _ = tokio::time::sleep(delay) => {}
+        }
+        let j = match self.pick(&st.excluded, &st.tried) {
+            Ok(j) if !st.tried.contains(&j) => j,
+            _ => return vec![first.await],
+        };
+        st.tried.insert(j);
+        tracing::debug!(slow = i, hedge = j, ?delay, "hedging with a second source");
+        let second = self.attempt(j, cid);
+        tokio::pin!(second);
+        tokio::select! {
+            a = &mut first => {
+                if a.result.is_ok() { vec![a] } else { vec![a, second.await] }
+            }
+            b = &mut second => {
+                if b.result.is_ok() { vec![b] } else { vec![b, first.await] }
+            }
+        }
+    }
+
+    /// Books an attempt's outcome into the source's health and the per-get state; the
+    /// block if it succeeded.
+    fn settle(&self, cid: Cid, outcome: Outcome, st: &mut GetState) -> Option<Block> {
+        let Outcome {
+            source: i,
+            result,
+            took,
+        } = outcome;
+        let source = self.sources.get(i)?;
+        let name = source.src.name().to_string();
+        let e = match result {
+            Ok(block) => {
+                source.health().on_block(took, block.data().len());
+                return Some(block);
+            }
+            Err(e) => e,
+        };
+        if e.is_not_found() {
+            source.health().on_not_found(took);
+            st.excluded.insert(i);
+            st.not_found.insert(i);
+        } else if e.is_corrupt() {
+            {
+                let mut h = source.health();
+                h.on_error(Instant::now(), None);
+                h.dropped = true;
+            }
+            tracing::warn!(cid = %cid, url = %name, "source sent a block that does not match its CID; dropping it for this session");
+        } else {
+            let backoff = match (e.retry_after(), &e) {
+                (Some(d), _) => Some(d.min(self.config.max_retry_after)),
+                (None, FetchError::Status { status: 429, .. }) => Some(self.config.default_backoff),
+                _ => None,
+            };
+            source.health().on_error(Instant::now(), backoff);
+            if !e.is_retryable() {
+                st.excluded.insert(i);
+            }
+            tracing::debug!(url = %name, error = %e, "attempt failed");
+        }
+        st.attempts.push((name, e.to_string()));
+        None
+    }
+
     async fn fetch(&self, cid: Cid) -> Result<Block, FetchError> {
-        let mut attempts: Vec<(String, String)> = Vec::new();
-        let mut excluded = HashSet::new();
-        let mut not_found = HashSet::new();
-        let mut tried = HashSet::new();
+        let mut st = GetState::default();
         let mut retries = 0u32;
-        while attempts.len() < self.config.max_attempts {
-            let i = match self.pick(&excluded, &tried) {
+        while st.attempts.len() < self.config.max_attempts {
+            let i = match self.pick(&st.excluded, &st.tried) {
                 Ok(i) => i,
                 Err(Some(until)) => {
                     tokio::time::sleep_until(until.into()).await;
@@ -240,80 +366,51 @@ impl Inner {
                 }
                 Err(None) => break,
             };
-            let Some(source) = self.sources.get(i) else {
-                break;
-            };
-            if !tried.insert(i) {
+            if !st.tried.insert(i) {
                 let delay = self.config.retry_delay.saturating_mul(1 << retries.min(8));
                 tokio::time::sleep(delay.min(MAX_RETRY_DELAY)).await;
                 retries += 1;
             }
-            let name = source.src.name().to_string();
-            let result = {
-                let Ok(_permit) = self.permits.acquire().await else {
-                    break; // never closed
-                };
-                source.health().requests += 1;
-                let start = Instant::now();
-                let r = tokio::time::timeout(self.config.attempt_timeout, source.src.get(&cid))
-                    .await
-                    .unwrap_or_else(|_| {
-                        Err(FetchError::AttemptTimeout {
-                            cid,
-                            url: name.clone(),
-                            after: self.config.attempt_timeout,
-                        })
-                    });
-                (r, start.elapsed())
-            };
-            match result {
-                (Ok(block), took) => {
-                    source.health().on_block(took, block.data().len());
+            for outcome in self.attempt_hedged(i, cid, &mut st).await {
+                if let Some(block) = self.settle(cid, outcome, &mut st) {
                     return Ok(block);
-                }
-                (Err(e), took) if e.is_not_found() => {
-                    source.health().on_not_found(took);
-                    excluded.insert(i);
-                    not_found.insert(i);
-                    attempts.push((name, e.to_string()));
-                }
-                (Err(e), _) if e.is_corrupt() => {
-                    {
-                        let mut h = source.health();
-                        h.on_error(Instant::now(), None);
-                        h.dropped = true;
-                    }
-                    tracing::warn!(cid = %cid, url = %name, "source sent a block that does not match its CID; dropping it for this session");
-                    attempts.push((name, e.to_string()));
-                }
-                (Err(e), _) => {
-                    let backoff = match (e.retry_after(), &e) {
-                        (Some(d), _) => Some(d.min(self.config.max_retry_after)),
-                        (None, FetchError::Status { status: 429, .. }) => {
-                            Some(self.config.default_backoff)
-                        }
-                        _ => None,
-                    };
-                    source.health().on_error(Instant::now(), backoff);
-                    if !e.is_retryable() {
-                        excluded.insert(i);
-                    }
-                    tracing::debug!(url = %name, error = %e, "attempt failed");
-                    attempts.push((name, e.to_string()));
                 }
             }
         }
-        let live: Vec<usize> = (0..self.sources.len())
+        let mut live = (0..self.sources.len())
             .filter(|i| self.sources.get(*i).is_some_and(|s| !s.health().dropped))
-            .collect();
-        if !not_found.is_empty() && live.iter().all(|i| not_found.contains(i)) {
+            .peekable();
+        if live.peek().is_some() && live.all(|i| st.not_found.contains(&i)) {
             return Err(FetchError::NotFound { cid });
         }
-        if attempts.is_empty() {
+        if st.attempts.is_empty() {
             return Err(FetchError::NoSources { cid });
         }
-        Err(FetchError::AllSourcesFailed { cid, attempts })
+        Err(FetchError::AllSourcesFailed {
+            cid,
+            attempts: st.attempts,
+        })
     }
+}
+
+/// What one attempt produced.
+struct Outcome {
+    source: usize,
+    result: Result<Block, FetchError>,
+    took: Duration,
+}
+
+/// The state of one `get` across its attempts.
+#[derive(Default)]
+struct GetState {
+    /// (source name, reason) of each failed attempt.
+    attempts: Vec<(String, String)>,
+    /// Sources not to ask again for this CID (not found, or a non-retryable answer).
+    excluded: HashSet<usize>,
+    /// Sources that said "not found".
+    not_found: HashSet<usize>,
+    /// Sources already asked for this CID.
+    tried: HashSet<usize>,
 }
 
 #[async_trait]

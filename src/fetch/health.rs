@@ -108,6 +108,11 @@ impl Health {
         }
     }
 
+    /// The latency EWMA in milliseconds, if the source has answered.
+    pub(crate) fn latency_ewma_ms(&self) -> Option<f64> {
+        self.latency_ewma_ms
+    }
+
     /// When the source may be asked again, if it is backing off now.
     pub(crate) fn backoff_until(&self, now: Instant) -> Option<Instant> {
         self.backoff_until.filter(|u| *u > now)
