@@ -8,6 +8,7 @@
 pub mod block;
 pub mod car;
 pub mod dist;
+pub mod fetch;
 pub mod fs;
 pub mod import;
 pub mod serve;
