@@ -35,7 +35,7 @@ ensure_rust() {
 }
 
 ensure_base() {
-    ensure_apt build-essential pkg-config curl jq python3 python3-venv \
+    ensure_apt build-essential pkg-config curl jq bc python3 python3-venv \
         fuse3 squashfs-tools squashfuse attr
     # Node may come from another packaging (with npm bundled): install Debian's only if absent.
     command -v node >/dev/null 2>&1 || ensure_apt nodejs

@@ -25,6 +25,8 @@ use crate::unixfs::{
 
 pub mod car;
 mod counting;
+#[cfg(test)]
+mod tests;
 
 pub use car::{collect_car_blocks, CarOptions, CarWalker, DagScope};
 pub use counting::CountingStore;
@@ -35,6 +37,9 @@ pub const MAX_DEPTH: usize = 64;
 pub const MAX_LIST_ENTRIES: usize = 1_000_000;
 /// Blocks fetched at once by one walk.
 pub const FETCH_CONCURRENCY: usize = 16;
+/// The most bytes one [`read_range`] call returns (it buffers them): larger reads must
+/// be split by the caller.
+pub const MAX_READ_LEN: u64 = 64 * 1024 * 1024;
 
 /// Why a walk failed.
 #[derive(Debug, thiserror::Error)]
@@ -67,6 +72,9 @@ pub enum WalkError {
     /// The DAG is deeper than [`MAX_DEPTH`].
     #[error("{cid}: DAG deeper than {max} levels; refusing to follow")]
     TooDeep { cid: Cid, max: usize },
+    /// A [`read_range`] longer than [`MAX_READ_LEN`] after clamping to the file size.
+    #[error("{cid}: a read of {len} bytes exceeds the {max}-byte limit; read in pieces")]
+    ReadTooLarge { cid: Cid, len: u64, max: u64 },
     /// A directory has more than [`MAX_LIST_ENTRIES`] entries.
     #[error("directory {cid}: more than {max} entries; refusing to list")]
     TooManyEntries { cid: Cid, max: usize },
@@ -189,7 +197,8 @@ struct Pending {
     dest: u64,
 }
 
-/// Reads `len` bytes at `offset` of the file `cid`, clamped at the end of the file.
+/// Reads `len` bytes at `offset` of the file `cid`, clamped at the end of the file
+/// (at most [`MAX_READ_LEN`] bytes after clamping, else [`WalkError::ReadTooLarge`]).
 /// Fetches only the blocks on the path of that range, one tree level at a time.
 /// Memory: the returned buffer (the clamped length) plus at most
 /// [`FETCH_CONCURRENCY`] blocks in flight.
@@ -205,6 +214,13 @@ pub async fn read_range<S: BlockStore + ?Sized>(
         _ => return Err(WalkError::NotAFile { cid: *cid }),
     };
     let plan = plan_read(&root, offset, len);
+    if plan.len > MAX_READ_LEN {
+        return Err(WalkError::ReadTooLarge {
+            cid: *cid,
+            len: plan.len,
+            max: MAX_READ_LEN,
+        });
+    }
     let total = usize::try_from(plan.len).map_err(|_| UnixfsError::SizeOverflow { cid: *cid })?;
     let mut out = vec![0u8; total];
     let mut level = Vec::new();
@@ -297,6 +313,10 @@ pub async fn list_dir<S: BlockStore + ?Sized>(
         Node::Directory(d) => d.entries,
         Node::HamtShard(root) => {
             let (mut entries, mut level) = root.listing();
+            // A valid HAMT never links one sub-shard twice; a hostile one could, to make
+            // the walk exponential. Each shard is read once and counts against the limit.
+            let mut seen = std::collections::HashSet::from([*cid]);
+            level.retain(|c| seen.insert(*c));
             let mut depth = 0;
             while !level.is_empty() {
                 depth += 1;
@@ -322,8 +342,8 @@ pub async fn list_dir<S: BlockStore + ?Sized>(
                     };
                     let (more, shards) = shard.listing();
                     entries.extend(more);
-                    next.extend(shards);
-                    if entries.len() > MAX_LIST_ENTRIES {
+                    next.extend(shards.into_iter().filter(|c| seen.insert(*c)));
+                    if entries.len() > MAX_LIST_ENTRIES || seen.len() > MAX_LIST_ENTRIES {
                         return Err(WalkError::TooManyEntries {
                             cid: *cid,
                             max: MAX_LIST_ENTRIES,

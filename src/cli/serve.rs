@@ -1,6 +1,112 @@
-//! `distfs serve` (placeholder until the gateway lands).
+//! `distfs serve`: runs the trustless gateway (`distfs::serve`) over on-disk stores, CAR
+//! files and a directory of IPNS records. Binds first, then prints the bound address as one
+//! line on stdout (so `--listen 127.0.0.1:0` works for tests), and runs until SIGINT or
+//! SIGTERM, letting in-flight requests finish (for up to 10 s) before exiting 0.
+
+use std::io::Write;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use distfs::serve::{Gateway, GatewayConfig, GatewaySources};
+
+/// Arguments of `distfs serve`.
 #[derive(clap::Args)]
-pub struct ServeArgs {}
-pub fn run(_args: ServeArgs) -> anyhow::Result<()> {
-    anyhow::bail!("serve: not built yet")
+pub struct ServeArgs {
+    /// Address to listen on (port 0 picks a free port; the bound address is printed).
+    #[arg(long, default_value = "127.0.0.1:8080")]
+    listen: SocketAddr,
+    /// An on-disk block store directory (repeatable; asked in order, before CAR files).
+    #[arg(long = "store", value_name = "DIR")]
+    stores: Vec<PathBuf>,
+    /// A CARv1 file to serve, loaded into memory with every block verified (repeatable).
+    #[arg(long = "car", value_name = "FILE")]
+    cars: Vec<PathBuf>,
+    /// A directory of `<name>.ipns-record` files to serve.
+    #[arg(long, value_name = "DIR")]
+    ipns_dir: Option<PathBuf>,
+    /// Print one line per finished request to stderr.
+    #[arg(long)]
+    log_requests: bool,
+    /// Requests handled at once; more wait up to 10 s, then get 429.
+    #[arg(long, default_value_t = 256, value_parser = clap::value_parser!(u32).range(1..=65536))]
+    max_requests: u32,
+}
+
+/// Runs the gateway until a shutdown signal.
+pub fn run(args: ServeArgs) -> anyhow::Result<()> {
+    let rt = tokio::runtime::Runtime::new().context("starting the async runtime")?;
+    rt.block_on(serve(args))
+}
+
+async fn serve(args: ServeArgs) -> anyhow::Result<()> {
+    let sources = GatewaySources {
+        stores: args.stores,
+        cars: args.cars,
+        ipns_dir: args.ipns_dir,
+    };
+    let config = GatewayConfig {
+        max_concurrent: args.max_requests as usize,
+        queue_timeout: Duration::from_secs(10),
+        log_requests: args.log_requests,
+    };
+    let gateway = Gateway::open(&sources, config)
+        .await
+        .context("opening the gateway's sources")?;
+    let listener = tokio::net::TcpListener::bind(args.listen)
+        .await
+        .with_context(|| format!("binding {}", args.listen))?;
+    let addr = listener.local_addr().context("reading the bound address")?;
+    {
+        let mut out = std::io::stdout().lock();
+        writeln!(out, "{addr}").context("printing the bound address")?;
+        out.flush().context("printing the bound address")?;
+    }
+    // One shutdown signal, two listeners: the server drains on it, and a deadline stops
+    // waiting for clients that never finish reading.
+    let (stop_tx, mut stop_rx) = tokio::sync::watch::channel(false);
+    tokio::spawn(async move {
+        shutdown_signal().await;
+        let _ = stop_tx.send(true);
+    });
+    let mut drain_rx = stop_rx.clone();
+    let drain = async move {
+        let _ = drain_rx.wait_for(|stop| *stop).await;
+    };
+    let server = distfs::serve::run(listener, Arc::new(gateway), drain);
+    tokio::select! {
+        served = server => served.context("serving HTTP")?,
+        _ = async {
+            let _ = stop_rx.wait_for(|stop| *stop).await;
+            tokio::time::sleep(SHUTDOWN_GRACE).await;
+        } => {
+            tracing::warn!("requests still in flight {SHUTDOWN_GRACE:?} after the signal; exiting");
+        }
+    }
+    Ok(())
+}
+
+/// How long in-flight requests may keep running after SIGINT/SIGTERM.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
+
+/// Completes on SIGINT or SIGTERM.
+async fn shutdown_signal() {
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(e) => {
+                tracing::warn!("cannot listen for SIGTERM: {e}");
+                std::future::pending::<()>().await
+            }
+        }
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = term => {}
+    }
+    tracing::info!("shutdown signal received; finishing in-flight requests");
 }

@@ -1,1 +1,320 @@
-//! The trustless HTTP gateway (placeholder).
+//! The trustless HTTP gateway behind `distfs serve` (SPECS.md §6): verifiable responses only —
+//! raw blocks, CAR streams and signed IPNS records — over a list of block sources.
+//!
+//! Routes: `GET|HEAD /ipfs/{cid}[/path]` (raw or CAR, chosen by `?format=` or `Accept`),
+//! `GET|HEAD /ipns/{name}` (record), `GET|HEAD /routing/v1/ipns/{name}` (record), and
+//! `GET /debug/stats` (request counters as JSON, for tests and operators).
+//!
+//! Parts: [`request`] parses (pure), [`raw`] and [`car`] answer `/ipfs/`, [`ipns`] holds and
+//! answers records, [`sources`] builds the block sources, [`stats`] counts and logs,
+//! [`error`] is the one status table. Every request runs under a concurrency limit whose
+//! permit is held until its body has been sent.
+
+use std::future::Future;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::extract::{Request, State};
+use axum::http::{header, HeaderMap, HeaderValue, Method};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::Router;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+
+use crate::store::disk::DiskStore;
+use crate::store::BlockStore;
+
+pub mod car;
+pub mod error;
+pub mod ipns;
+pub mod raw;
+pub mod request;
+pub mod sources;
+pub mod stats;
+
+pub use error::ServeError;
+pub use ipns::IpnsRecords;
+pub use sources::{SourceError, Sources};
+pub use stats::{RouteKind, StatsSnapshot};
+
+use request::{negotiate, parse_content_path, Query, Wanted};
+use stats::tagged;
+
+/// Limits and switches of a gateway.
+#[derive(Clone, Debug)]
+pub struct GatewayConfig {
+    /// Requests handled at once (bodies included); more wait up to `queue_timeout`.
+    pub max_concurrent: usize,
+    /// How long a request waits for a slot before it is answered 429.
+    pub queue_timeout: Duration,
+    /// Print one line per finished request to stderr.
+    pub log_requests: bool,
+}
+
+impl Default for GatewayConfig {
+    fn default() -> GatewayConfig {
+        GatewayConfig {
+            max_concurrent: 256,
+            queue_timeout: Duration::from_secs(10),
+            log_requests: false,
+        }
+    }
+}
+
+/// Where a gateway gets its blocks and records (what `distfs serve` is given).
+#[derive(Clone, Debug, Default)]
+pub struct GatewaySources {
+    /// On-disk block stores, asked first, in order.
+    pub stores: Vec<PathBuf>,
+    /// CAR files loaded into memory (every block verified), asked after the stores.
+    pub cars: Vec<PathBuf>,
+    /// A directory of `*.ipns-record` files.
+    pub ipns_dir: Option<PathBuf>,
+}
+
+/// The gateway's shared state.
+pub struct Gateway {
+    store: Arc<dyn BlockStore>,
+    records: IpnsRecords,
+    stats: stats::Stats,
+    permits: Arc<Semaphore>,
+    config: GatewayConfig,
+}
+
+impl Gateway {
+    /// A gateway over any block store, with no IPNS records.
+    pub fn new(store: Arc<dyn BlockStore>, config: GatewayConfig) -> Gateway {
+        Gateway {
+            store,
+            records: IpnsRecords::new(),
+            stats: stats::Stats::default(),
+            permits: Arc::new(Semaphore::new(config.max_concurrent)),
+            config,
+        }
+    }
+
+    /// Opens the stores, loads the CARs and records named in `sources`.
+    pub async fn open(
+        sources: &GatewaySources,
+        config: GatewayConfig,
+    ) -> Result<Gateway, SourceError> {
+        let mut list = Sources::new();
+        for dir in &sources.stores {
+            list.push(Arc::new(DiskStore::open(dir)?));
+        }
+        for path in &sources.cars {
+            let (mem, _roots) = sources::load_car(path).await?;
+            tracing::info!(path = %path.display(), blocks = mem.len(), "loaded CAR");
+            list.push(Arc::new(mem));
+        }
+        let gw = Gateway::new(Arc::new(list), config);
+        if let Some(dir) = &sources.ipns_dir {
+            let n = gw.records.load_dir(dir).await?;
+            tracing::info!(dir = %dir.display(), records = n, "loaded IPNS records");
+        }
+        Ok(gw)
+    }
+
+    /// The block source every request reads from.
+    pub fn store(&self) -> &Arc<dyn BlockStore> {
+        &self.store
+    }
+
+    /// The IPNS records served (insert more with [`IpnsRecords::insert`]).
+    pub fn records(&self) -> &IpnsRecords {
+        &self.records
+    }
+
+    /// The request counters so far.
+    pub fn stats(&self) -> StatsSnapshot {
+        self.stats.snapshot()
+    }
+
+    async fn acquire(&self) -> Result<OwnedSemaphorePermit, ServeError> {
+        let busy = || ServeError::Busy {
+            limit: self.config.max_concurrent,
+        };
+        match tokio::time::timeout(
+            self.config.queue_timeout,
+            self.permits.clone().acquire_owned(),
+        )
+        .await
+        {
+            Ok(Ok(p)) => Ok(p),
+            _ => Err(busy()),
+        }
+    }
+}
+
+/// The gateway's routes, with the request-tracking middleware around all of them.
+pub fn router(state: Arc<Gateway>) -> Router {
+    Router::new()
+        .route("/ipfs/{*rest}", get(ipfs_handler))
+        .route("/ipns/{*rest}", get(ipns::gateway_handler))
+        .route("/routing/v1/ipns/{name}", get(ipns::routing_handler))
+        .route("/debug/stats", get(stats_handler))
+        .fallback(fallback)
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            stats::track,
+        ))
+        .with_state(state)
+}
+
+/// Serves `gateway` on `listener` until `shutdown` completes; in-flight requests finish
+/// (graceful shutdown).
+pub async fn run(
+    listener: tokio::net::TcpListener,
+    gateway: Arc<Gateway>,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    axum::serve(listener, router(gateway))
+        .with_graceful_shutdown(shutdown)
+        .await
+}
+
+async fn ipfs_handler(
+    State(gw): State<Arc<Gateway>>,
+    axum::extract::Query(query): axum::extract::Query<Query>,
+    req: Request,
+) -> Response {
+    let rest = req
+        .uri()
+        .path()
+        .strip_prefix("/ipfs/")
+        .unwrap_or_default()
+        .to_string();
+    let headers = req.headers();
+    let head = req.method() == Method::HEAD;
+    let path = match parse_content_path(&rest) {
+        Ok(p) => p,
+        Err(e) => return tagged(RouteKind::Other, None, Err(e)),
+    };
+    let cid = Some(path.cid);
+    // Every source is local today, so only-if-cached is just "is the root here".
+    let only_if_cached = header_str(headers, header::CACHE_CONTROL)
+        .is_some_and(|v| v.to_ascii_lowercase().contains("only-if-cached"));
+    if only_if_cached {
+        match gw.store().has(&path.cid).await {
+            Ok(true) => {}
+            Ok(false) => {
+                return tagged(
+                    RouteKind::Other,
+                    cid,
+                    Err(ServeError::NotCached { cid: path.cid }),
+                )
+            }
+            Err(e) => return tagged(RouteKind::Other, cid, Err(e.into())),
+        }
+    }
+    let accept = header_str(headers, header::ACCEPT);
+    match negotiate(query.format.as_deref(), accept) {
+        Ok(Wanted::Raw) => tagged(
+            RouteKind::Raw,
+            cid,
+            raw::serve_raw(&gw, &path, headers, head).await,
+        ),
+        Ok(Wanted::Car(acc)) => {
+            let result = match request::car_params(&query, &acc) {
+                Ok(params) => car::serve_car(&gw, &path, params, headers, head).await,
+                Err(e) => Err(e),
+            };
+            tagged(RouteKind::Car, cid, result)
+        }
+        Ok(Wanted::IpnsRecord) => tagged(
+            RouteKind::Other,
+            cid,
+            Err(ServeError::NotAcceptable {
+                what: "an IPNS record of an /ipfs/ path".into(),
+            }),
+        ),
+        Err(e) => tagged(RouteKind::Other, cid, Err(e)),
+    }
+}
+
+async fn stats_handler(State(gw): State<Arc<Gateway>>) -> Response {
+    axum::Json(gw.stats()).into_response()
+}
+
+async fn fallback(req: Request) -> Response {
+    ServeError::BadRequest {
+        what: format!(
+            "no such route {} (this gateway serves /ipfs/, /ipns/ and /routing/v1/ipns/)",
+            req.uri().path().chars().take(200).collect::<String>()
+        ),
+    }
+    .into_response()
+}
+
+/// A header's value as text, if present and visible ASCII.
+pub(crate) fn header_str(headers: &HeaderMap, name: header::HeaderName) -> Option<&str> {
+    headers.get(name).and_then(|v| v.to_str().ok())
+}
+
+/// Inserts a header whose value we built (never fails on valid input; skipped otherwise).
+pub(crate) fn set(headers: &mut HeaderMap, name: header::HeaderName, value: &str) {
+    if let Ok(v) = HeaderValue::from_str(value) {
+        headers.insert(name, v);
+    }
+}
+
+/// Whether `If-None-Match` lists `etag` (or `*`).
+pub(crate) fn not_modified(headers: &HeaderMap, etag: &str) -> bool {
+    header_str(headers, header::IF_NONE_MATCH).is_some_and(|inm| {
+        inm.split(',')
+            .map(str::trim)
+            .any(|t| t == "*" || t == etag || t.strip_prefix("W/") == Some(etag))
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::MemStore;
+
+    /// An in-process gateway on port 0; returns its state and base URL.
+    async fn start(config: GatewayConfig) -> (Arc<Gateway>, String) {
+        let gw = Arc::new(Gateway::new(Arc::new(MemStore::new()), config));
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let base = format!("http://{}", listener.local_addr().unwrap());
+        tokio::spawn(run(listener, gw.clone(), std::future::pending()));
+        (gw, base)
+    }
+
+    #[tokio::test]
+    async fn requests_over_the_limit_get_429_then_succeed() {
+        let (gw, base) = start(GatewayConfig {
+            max_concurrent: 1,
+            queue_timeout: Duration::from_millis(50),
+            log_requests: false,
+        })
+        .await;
+        let url = format!("{base}/ipfs/bafkqaaa?format=raw");
+        let held = gw.acquire().await.unwrap();
+        let resp = reqwest::get(&url).await.unwrap();
+        assert_eq!(resp.status(), 429);
+        assert_eq!(resp.headers()["retry-after"], "1");
+        drop(held);
+        assert_eq!(reqwest::get(&url).await.unwrap().status(), 200);
+        let stats = gw.stats();
+        assert_eq!(stats.total, 2);
+        assert_eq!(stats.by_kind.get(&RouteKind::Other), Some(&1));
+        assert_eq!(stats.by_kind.get(&RouteKind::Raw), Some(&1));
+        assert_eq!(stats.by_cid.get("bafkqaaa"), Some(&1));
+    }
+
+    #[tokio::test]
+    async fn inserted_records_are_served() {
+        let (gw, base) = start(GatewayConfig::default()).await;
+        let name = "k51qzi5uqu5dk3v4rmjber23h16xnr23bsggmqqil9z2gduiis5se8dht36dam";
+        let url = format!("{base}/ipns/{name}?format=ipns-record");
+        assert_eq!(reqwest::get(&url).await.unwrap().status(), 404);
+        gw.records()
+            .insert(name, bytes::Bytes::from_static(b"record"))
+            .unwrap();
+        let resp = reqwest::get(&url).await.unwrap();
+        assert_eq!(resp.status(), 200);
+        assert_eq!(&resp.bytes().await.unwrap()[..], b"record");
+    }
+}

@@ -12,8 +12,8 @@ use std::collections::HashSet;
 
 use cid::Cid;
 
-use super::node::{hide_reason, DirEntry, HiddenEntry, Meta};
-use super::pb::{Data, PbLink};
+use super::node::{hide_reason, name_of, DirEntry, HiddenEntry, Meta};
+use super::pb::{Data, PbLinkBytes};
 use super::UnixfsError;
 
 /// The only HAMT hash function: murmur3-x64-64 (multicodec 0x22).
@@ -70,7 +70,7 @@ impl ShardNode {
     pub(crate) fn from_parts(
         cid: &Cid,
         data: Data,
-        pb_links: &[PbLink],
+        pb_links: &[PbLinkBytes],
         links: Vec<Cid>,
         meta: Meta,
     ) -> Result<ShardNode, UnixfsError> {
@@ -102,28 +102,29 @@ impl ShardNode {
         let mut hidden = Vec::new();
         let mut seen = HashSet::new();
         for (i, (target, pb)) in links.into_iter().zip(pb_links).enumerate() {
-            let full = pb.name.as_deref().unwrap_or("");
+            let full = pb.name.as_deref().unwrap_or_default();
             let bad = || UnixfsError::BadShardLinkName {
                 cid: *cid,
                 index: i,
-                name: full.chars().take(300).collect(),
+                name: String::from_utf8_lossy(full).chars().take(300).collect(),
                 width,
             };
-            let (prefix, name) = match (full.get(..width), full.get(width..)) {
+            let (prefix, rest) = match (full.get(..width), full.get(width..)) {
                 (Some(p), Some(n)) => (p, n),
                 _ => return Err(bad()),
             };
             let index = parse_prefix(prefix)
                 .filter(|ix| *ix < fanout)
                 .ok_or_else(bad)?;
-            if name.is_empty() {
+            if rest.is_empty() {
                 out.push(ShardLink::Shard { index, cid: target });
                 continue;
             }
-            if let Some(reason) = hide_reason(name, &mut seen) {
+            let (name, utf8) = name_of(rest);
+            if let Some(reason) = utf8.err().or_else(|| hide_reason(&name, &mut seen)) {
                 tracing::warn!(%cid, name = %name.escape_debug(), reason, "hiding HAMT entry");
                 hidden.push(HiddenEntry {
-                    name: name.to_owned(),
+                    name,
                     cid: target,
                     reason,
                 });
@@ -132,7 +133,7 @@ impl ShardNode {
             out.push(ShardLink::Entry {
                 index,
                 entry: DirEntry {
-                    name: name.to_owned(),
+                    name,
                     cid: target,
                     tsize: pb.tsize,
                 },
@@ -175,14 +176,15 @@ fn prefix_width(fanout: u32) -> usize {
 }
 
 /// Parses an uppercase hex prefix (boxo writes `%0*X`).
-fn parse_prefix(p: &str) -> Option<u32> {
-    if !p
-        .bytes()
-        .all(|b| b.is_ascii_digit() || (b'A'..=b'F').contains(&b))
-    {
-        return None;
-    }
-    u32::from_str_radix(p, 16).ok()
+fn parse_prefix(p: &[u8]) -> Option<u32> {
+    p.iter().try_fold(0u32, |acc, b| {
+        let digit = match b {
+            b'0'..=b'9' => b - b'0',
+            b'A'..=b'F' => b - b'A' + 10,
+            _ => return None,
+        };
+        acc.checked_mul(16)?.checked_add(u32::from(digit))
+    })
 }
 
 /// The first 64-bit half (h1) of MurmurHash3_x64_128 with seed 0, as boxo's HAMT uses it
@@ -336,9 +338,10 @@ mod tests {
 
     #[test]
     fn lowercase_or_junk_prefixes_are_rejected() {
-        assert_eq!(parse_prefix("7F"), Some(0x7f));
-        assert_eq!(parse_prefix("7f"), None);
-        assert_eq!(parse_prefix("+1"), None);
-        assert_eq!(parse_prefix("G0"), None);
+        assert_eq!(parse_prefix(b"7F"), Some(0x7f));
+        assert_eq!(parse_prefix(b"3FF"), Some(0x3ff));
+        assert_eq!(parse_prefix(b"7f"), None);
+        assert_eq!(parse_prefix(b"+1"), None);
+        assert_eq!(parse_prefix(b"G0"), None);
     }
 }

@@ -12,6 +12,8 @@
 #![allow(clippy::result_large_err)]
 
 mod error;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod hamt;
 pub mod name;
 pub mod node;
@@ -25,3 +27,8 @@ pub use node::{
     DirEntry, DirNode, FileChild, FileNode, HiddenEntry, Meta, Mtime, Node, SymlinkNode, MAX_LINKS,
 };
 pub use plan::{plan_read, ByteRange, ChildRead, ReadPlan};
+
+#[cfg(test)]
+mod tests;
+#[cfg(test)]
+pub(crate) mod testutil;

@@ -7,7 +7,7 @@ use prost::Message;
 
 use super::hamt::{ShardLink, ShardNode};
 use super::name::validate_name;
-use super::pb::{Data, DataType, PbLink, PbNode};
+use super::pb::{Data, DataType, PbLinkBytes, PbNodeBytes};
 use super::UnixfsError;
 use crate::block::{codec, mh, Block, MAX_IDENTITY_SIZE};
 
@@ -184,7 +184,7 @@ fn raw_file(cid: &Cid, data: Bytes) -> Node {
 }
 
 fn decode_dag_pb(cid: &Cid, bytes: &[u8]) -> Result<Node, UnixfsError> {
-    let pb = PbNode::decode(bytes).map_err(|e| UnixfsError::Protobuf {
+    let pb = PbNodeBytes::decode(bytes).map_err(|e| UnixfsError::Protobuf {
         cid: *cid,
         what: "dag-pb PBNode",
         reason: e.to_string(),
@@ -228,7 +228,7 @@ fn decode_dag_pb(cid: &Cid, bytes: &[u8]) -> Result<Node, UnixfsError> {
 }
 
 /// Parses a link's Hash into a CID, refusing identity CIDs over the IPIP-0512 limit.
-pub(crate) fn link_cid(parent: &Cid, index: usize, link: &PbLink) -> Result<Cid, UnixfsError> {
+pub(crate) fn link_cid(parent: &Cid, index: usize, link: &PbLinkBytes) -> Result<Cid, UnixfsError> {
     let bad = |reason: String| UnixfsError::BadLink {
         cid: *parent,
         index,
@@ -265,7 +265,7 @@ fn meta(cid: &Cid, data: &Data) -> Meta {
 fn file(
     cid: &Cid,
     data: Data,
-    pb_links: &[PbLink],
+    pb_links: &[PbLinkBytes],
     links: Vec<Cid>,
     meta: Meta,
 ) -> Result<Node, UnixfsError> {
@@ -289,7 +289,7 @@ fn file(
             return Err(UnixfsError::NamedChunkLink {
                 cid: *cid,
                 index,
-                name: name.to_owned(),
+                name: String::from_utf8_lossy(name).into_owned(),
             });
         }
         if child.codec() != codec::RAW && child.codec() != codec::DAG_PB {
@@ -326,13 +326,13 @@ fn file(
     }))
 }
 
-fn directory(cid: &Cid, pb_links: &[PbLink], links: Vec<Cid>, meta: Meta) -> DirNode {
+fn directory(cid: &Cid, pb_links: &[PbLinkBytes], links: Vec<Cid>, meta: Meta) -> DirNode {
     let mut entries: Vec<DirEntry> = Vec::with_capacity(links.len());
     let mut hidden = Vec::new();
     let mut seen = std::collections::HashSet::with_capacity(links.len());
     for (target, pb) in links.into_iter().zip(pb_links) {
-        let name = pb.name.clone().unwrap_or_default();
-        if let Some(reason) = hide_reason(&name, &mut seen) {
+        let (name, utf8) = name_of(pb.name.as_deref().unwrap_or_default());
+        if let Some(reason) = utf8.err().or_else(|| hide_reason(&name, &mut seen)) {
             tracing::warn!(%cid, name = %name.escape_debug(), reason, "hiding directory entry");
             hidden.push(HiddenEntry {
                 name,
@@ -352,6 +352,18 @@ fn directory(cid: &Cid, pb_links: &[PbLink], links: Vec<Cid>, meta: Meta) -> Dir
         entries,
         hidden,
         meta,
+    }
+}
+
+/// A link name as a `String`, and whether it was valid UTF-8 (if not, the lossy form is
+/// returned for diagnostics and the entry must be hidden).
+pub(crate) fn name_of(raw: &[u8]) -> (String, Result<(), &'static str>) {
+    match std::str::from_utf8(raw) {
+        Ok(s) => (s.to_owned(), Ok(())),
+        Err(_) => (
+            String::from_utf8_lossy(raw).into_owned(),
+            Err("name is not UTF-8"),
+        ),
     }
 }
 

@@ -32,6 +32,32 @@ pub struct PbNode {
     pub links: Vec<PbLink>,
 }
 
+/// A dag-pb link as the reader decodes it: same wire format as [`PbLink`], but the name
+/// kept as raw bytes, since nothing on the wire guarantees UTF-8 (Go writes any bytes).
+#[derive(Clone, PartialEq, Message)]
+pub struct PbLinkBytes {
+    /// Binary CID of the target.
+    #[prost(bytes = "vec", optional, tag = "1")]
+    pub hash: Option<Vec<u8>>,
+    /// Entry name, raw bytes.
+    #[prost(bytes = "vec", optional, tag = "2")]
+    pub name: Option<Vec<u8>>,
+    /// Cumulative serialized size of the linked DAG (a hint only).
+    #[prost(uint64, optional, tag = "3")]
+    pub tsize: Option<u64>,
+}
+
+/// A dag-pb node as the reader decodes it (links with byte names, see [`PbLinkBytes`]).
+#[derive(Clone, PartialEq, Message)]
+pub struct PbNodeBytes {
+    /// Opaque payload: for UnixFS, an encoded [`Data`] message.
+    #[prost(bytes = "vec", optional, tag = "1")]
+    pub data: Option<Vec<u8>>,
+    /// Links in traversal order.
+    #[prost(message, repeated, tag = "2")]
+    pub links: Vec<PbLinkBytes>,
+}
+
 /// UnixFS node types (the spec text once swaps File and Raw; these are the real numbers).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, prost::Enumeration)]
 #[repr(i32)]

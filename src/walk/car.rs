@@ -7,6 +7,9 @@
 //! 404 before any byte is sent), then `next_block()` until `None`. A missing block or a
 //! broken node mid-walk comes out as an error *after* every block before it, so the
 //! server can end the stream there.
+//!
+//! Limits: only dag-pb links are followed. A non-UnixFS block (dag-cbor …) is sent as a
+//! single block in every scope, and a path cannot continue through it (`NotADirectory`).
 
 use std::collections::{HashSet, VecDeque};
 
@@ -17,7 +20,7 @@ use super::{get_block, lookup_in, WalkError, MAX_DEPTH};
 use crate::block::{codec, mh, Block};
 use crate::store::BlockStore;
 use crate::unixfs::node::link_cid;
-use crate::unixfs::pb::PbNode;
+use crate::unixfs::pb::PbNodeBytes;
 use crate::unixfs::{plan_read, validate_name, ByteRange, FileNode, Node, UnixfsError};
 
 /// How much of the DAG under the terminus to send.
@@ -377,7 +380,7 @@ fn check_depth(cid: &Cid, depth: usize) -> Result<(), WalkError> {
 /// All link targets of a dag-pb block, whatever its UnixFS meaning (hostile names
 /// included: `All` sends the DAG, not a filesystem view of it).
 fn pb_links(cid: &Cid, data: &[u8]) -> Result<Vec<Cid>, WalkError> {
-    let pb = PbNode::decode(data).map_err(|e| UnixfsError::Protobuf {
+    let pb = PbNodeBytes::decode(data).map_err(|e| UnixfsError::Protobuf {
         cid: *cid,
         what: "dag-pb PBNode",
         reason: e.to_string(),
