@@ -61,7 +61,10 @@ fn parse_root(root: &str) -> anyhow::Result<Cid> {
     if root.starts_with("/ipns/") {
         bail!("--root {root}: IPNS and DNSLink roots are not supported yet; give /ipfs/<cid>");
     }
-    let s = root.strip_prefix("/ipfs/").unwrap_or(root).trim_end_matches('/');
+    let s = root
+        .strip_prefix("/ipfs/")
+        .unwrap_or(root)
+        .trim_end_matches('/');
     if s.contains('/') {
         bail!("--root {root}: give the CID of the distribution root directory, without a path");
     }
@@ -72,7 +75,9 @@ fn parse_root(root: &str) -> anyhow::Result<Cid> {
 pub fn run(args: MountArgs) -> anyhow::Result<()> {
     let root = parse_root(&args.root)?;
     if args.gateways.is_empty() && !args.offline {
-        bail!("no block source: give --gateway URL (repeatable), or --offline to use only the cache");
+        bail!(
+            "no block source: give --gateway URL (repeatable), or --offline to use only the cache"
+        );
     }
     let cache_dir = args.cache_dir.clone().unwrap_or_else(default_cache_dir);
     let disk = DiskStore::open(&cache_dir)

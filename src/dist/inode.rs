@@ -71,7 +71,8 @@ pub struct Inode {
 impl Inode {
     /// True when the node and everything below it can never change.
     pub fn is_immutable(&self) -> bool {
-        matches!(self.level, Level::Version | Level::Content) && !matches!(self.kind, Kind::Latest(_))
+        matches!(self.level, Level::Version | Level::Content)
+            && !matches!(self.kind, Kind::Latest(_))
     }
 }
 

@@ -101,7 +101,9 @@ impl DistView {
 
     /// The root directory's CID.
     pub fn root_cid(&self) -> Cid {
-        self.inodes.get(ROOT_INO).map_or_else(Cid::default, |i| i.cid)
+        self.inodes
+            .get(ROOT_INO)
+            .map_or_else(Cid::default, |i| i.cid)
     }
 
     /// The inode numbered `ino`.
@@ -282,7 +284,12 @@ impl DistView {
 
     /// Builds (or finds) the inode for entry `name` → `cid` of `dir`. `None` for entries
     /// that are not UnixFS (they cannot be shown as files).
-    async fn make_inode(&self, dir: &Inode, name: &str, cid: Cid) -> Result<Option<Inode>, ViewError> {
+    async fn make_inode(
+        &self,
+        dir: &Inode,
+        name: &str,
+        cid: Cid,
+    ) -> Result<Option<Inode>, ViewError> {
         let stat = walk::stat(self.store.as_ref(), &cid).await?;
         let level = match (dir.level, stat.kind) {
             (Level::Root, walk::Kind::Directory) => Level::Project,
@@ -296,7 +303,11 @@ impl DistView {
                 let exec = stat.mode.is_none() && self.is_binary(dir, name, &cid).await?;
                 (
                     Kind::File,
-                    if exec { meta::EXEC_MODE } else { meta::FILE_MODE },
+                    if exec {
+                        meta::EXEC_MODE
+                    } else {
+                        meta::FILE_MODE
+                    },
                 )
             }
             walk::Kind::Other => {
@@ -347,7 +358,8 @@ impl DistView {
 
     async fn load_version_info(&self, dir: &Inode) -> VersionInfo {
         let result: Result<VersionInfo, ViewError> = async {
-            let Some(entry) = walk::lookup(self.store.as_ref(), &dir.cid, "dist.json").await? else {
+            let Some(entry) = walk::lookup(self.store.as_ref(), &dir.cid, "dist.json").await?
+            else {
                 return Ok(VersionInfo::default());
             };
             let text = walk::read_range(

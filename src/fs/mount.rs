@@ -74,7 +74,11 @@ pub fn lazy_unmount(path: &Path) {
             return;
         }
     }
-    let _ = Command::new("fusermount3").arg("-u").arg("-z").arg(path).status();
+    let _ = Command::new("fusermount3")
+        .arg("-u")
+        .arg("-z")
+        .arg(path)
+        .status();
 }
 
 /// Mounts `fs` at the configured mount point, read-only, and serves it from a background
