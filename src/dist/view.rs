@@ -49,9 +49,16 @@ pub enum ViewError {
     /// The operation did not finish within the read deadline.
     #[error("gave up after {after:?} waiting for blocks")]
     Timeout { after: Duration },
-    /// Reading the DAG failed (missing or corrupt block, bad node, store error).
+    /// Reading the DAG failed (missing or corrupt block, bad node, store error). Boxed: a
+    /// walk error carries CIDs and is large, and errors are the cold path.
     #[error(transparent)]
-    Walk(#[from] WalkError),
+    Walk(Box<WalkError>),
+}
+
+impl From<WalkError> for ViewError {
+    fn from(e: WalkError) -> ViewError {
+        ViewError::Walk(Box::new(e))
+    }
 }
 
 impl ViewError {
@@ -70,6 +77,9 @@ pub struct Entry {
     pub inode: Inode,
 }
 
+/// A cached directory listing and the directory CID it was made from.
+type Listing = (Cid, Arc<Vec<Entry>>);
+
 /// Sequential-read tracking for readahead, per inode.
 #[derive(Default, Clone, Copy)]
 struct Seq {
@@ -81,7 +91,7 @@ struct Seq {
 pub struct DistView {
     store: Arc<dyn BlockStore>,
     inodes: Inodes,
-    listings: Mutex<HashMap<u64, (Cid, Arc<Vec<Entry>>)>>,
+    listings: Mutex<HashMap<u64, Listing>>,
     seq: Mutex<HashMap<u64, Seq>>,
     deadline: Duration,
 }
@@ -159,7 +169,7 @@ impl DistView {
         }
         self.readahead(&node, offset, u64::from(size));
         let read = walk::read_range(self.store.as_ref(), &node.cid, offset, u64::from(size));
-        Ok(self.bounded(async { Ok(read.await?) }).await?)
+        self.bounded(async { Ok(read.await?) }).await
     }
 
     /// The target of the symlink `ino`.

@@ -103,7 +103,7 @@ pub fn errno(err: &ViewError) -> Errno {
         ViewError::NotAFile { .. } => Errno::EISDIR,
         ViewError::NotASymlink { .. } => Errno::EINVAL,
         ViewError::Timeout { .. } => Errno::EIO,
-        ViewError::Walk(WalkError::NotFound { .. }) => Errno::ENOENT,
+        ViewError::Walk(e) if matches!(**e, WalkError::NotFound { .. }) => Errno::ENOENT,
         ViewError::Walk(_) => Errno::EIO,
     }
 }
