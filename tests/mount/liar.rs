@@ -6,9 +6,11 @@ use std::net::TcpListener;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
-/// The body every lie carries; tests check that none of it reaches a reader.
+/// The body every lie carries; tests check that none of it reaches a reader. Exactly one
+/// 256 KiB leaf long: with raw leaves, a client that skipped verification would take it for
+/// a full leaf and hand it to the reader.
 pub fn lie_body() -> Vec<u8> {
-    crate::support::det_bytes("the liar", 4096)
+    crate::support::det_bytes("the liar", 262_144)
 }
 
 /// A running liar on 127.0.0.1; the listener thread lives as long as the test process.
