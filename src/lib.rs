@@ -7,6 +7,9 @@
 
 pub mod block;
 pub mod car;
+pub mod dist;
+pub mod fetch;
+pub mod fs;
 pub mod import;
 pub mod serve;
 pub mod store;

@@ -4,6 +4,7 @@
 use clap::{Parser, Subcommand};
 
 mod add;
+mod mount;
 mod serve;
 
 /// distfs: a peer-to-peer software distribution as a read-only filesystem.
@@ -18,6 +19,8 @@ struct Cli {
 enum Command {
     /// Import a file or directory tree as a UnixFS DAG (Kubo `ipfs add` compatible).
     Add(add::AddArgs),
+    /// Mount a distribution root as a read-only filesystem (foreground).
+    Mount(mount::MountArgs),
     /// Run a trustless HTTP gateway over a block store and CAR files.
     Serve(serve::ServeArgs),
 }
@@ -28,6 +31,7 @@ pub fn main() -> i32 {
     init_tracing();
     let result = match cli.command {
         Command::Add(args) => add::run(args),
+        Command::Mount(args) => mount::run(args),
         Command::Serve(args) => serve::run(args),
     };
     match result {
@@ -47,9 +51,14 @@ fn one_line(err: &anyhow::Error) -> String {
         .join(": ")
 }
 
+/// Warnings by default; fuser's own warnings are noise (it warns when an unmount finds the
+/// mount already detached, which is how we leave on a signal).
+const DEFAULT_LOG: &str = "warn,fuser=error";
+
 fn init_tracing() {
     use tracing_subscriber::EnvFilter;
-    let filter = EnvFilter::try_from_env("DISTFS_LOG").unwrap_or_else(|_| EnvFilter::new("warn"));
+    let filter =
+        EnvFilter::try_from_env("DISTFS_LOG").unwrap_or_else(|_| EnvFilter::new(DEFAULT_LOG));
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)

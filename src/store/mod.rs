@@ -12,6 +12,7 @@ use cid::Cid;
 
 use crate::block::{multihash_key, Block, BlockError};
 
+pub mod cache;
 pub mod disk;
 
 /// Why a store operation failed.

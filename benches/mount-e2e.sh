@@ -1,0 +1,251 @@
+#!/usr/bin/env bash
+# End-to-end read path of `distfs mount`: `cat` of a big file through FUSE, cold (empty block
+# cache, every block fetched from `distfs serve` on loopback), warm (blocks in the cache dir,
+# fresh mount, cache dir evicted from the page cache) and hot (page cache warm), against
+#   - cold:  curl of the same DAG as one CAR from the same serve (network + serve cost only);
+#   - warm:  cat of the same bytes from a local file evicted from the page cache;
+#   - hot:   cat of the same local file with the page cache warm;
+# plus 16 parallel readers of 16 different 64 MiB files (cold) against one reader of one such
+# file (cold), and the cold/warm cases again with the FUSE bdi read_ahead_kb raised to 1024.
+#
+# Page cache eviction is per file: posix_fadvise(POSIX_FADV_DONTNEED) after sync (python3),
+# checked with fincore when present; the machine-wide drop_caches is not used.
+# Prints one line per case: median seconds of RUNS, MB/s (10^6 bytes), the ratio of the
+# baseline's time to the case's time (1.0 = as fast as the baseline) and the CPU seconds the
+# mount daemon and the serve process used during the case (median).
+# Needs root (FUSE mount, sysfs), curl, python3, mountpoint.
+# Usage: benches/mount-e2e.sh [SIZE_MIB=1024] [RUNS=3]
+set -euo pipefail
+cd "$(dirname "$0")/.."
+size_mib=${1:-1024}
+runs=${2:-3}
+par=16         # parallel readers
+par_mib=64     # size of each parallel reader's file
+ra_high=1024   # raised FUSE bdi read_ahead_kb
+for tool in curl python3 mountpoint bc; do
+    command -v "$tool" >/dev/null || { echo "mount-e2e: needs $tool" >&2; exit 2; }
+done
+[ "$(id -u)" = 0 ] || { echo "mount-e2e: needs root (FUSE mount, sysfs read_ahead_kb)" >&2; exit 2; }
+cargo build --release --quiet
+distfs=$PWD/target/release/distfs
+hz=$(getconf CLK_TCK)
+
+work=$(mktemp -d)
+mnt="$work/mnt"
+mkdir -p "$mnt"
+serve_pid=
+mount_pid=
+cleanup() {
+    stop_mount || true
+    [ -n "$serve_pid" ] && kill "$serve_pid" 2>/dev/null && wait "$serve_pid" 2>/dev/null
+    mountpoint -q "$mnt" && umount -l "$mnt"
+    rm -rf "$work"
+}
+trap cleanup EXIT
+
+log() { echo "# $*" >&2; }
+now() { date +%s.%N; }
+median() { sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
+cpu_of() { # pid -> CPU seconds (user + system) so far
+    awk -v hz="$hz" '{print ($14 + $15) / hz}' "/proc/$1/stat" 2>/dev/null || echo 0
+}
+
+# Drops FILE(s) or every file under DIR(s) from the page cache.
+evict() {
+    sync
+    python3 - "$@" <<'EOF'
+import os, sys
+def drop(p):
+    fd = os.open(p, os.O_RDONLY)
+    try:
+        os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
+    finally:
+        os.close(fd)
+for arg in sys.argv[1:]:
+    if os.path.isdir(arg):
+        for d, _, files in os.walk(arg):
+            for f in files:
+                drop(os.path.join(d, f))
+    else:
+        drop(arg)
+EOF
+}
+
+# --- the data: a dist-like tree, added into a store, served on loopback -------------------
+tree="$work/tree"
+mkdir -p "$tree/proj/v1/par"
+log "making $size_mib MiB + $par x $par_mib MiB of random bytes"
+head -c $((size_mib * 1024 * 1024)) /dev/urandom >"$tree/proj/v1/big.bin"
+for i in $(seq -w 0 $((par - 1))); do
+    head -c $((par_mib * 1024 * 1024)) /dev/urandom >"$tree/proj/v1/par/f$i.bin"
+done
+# The single-reader case reads its own file, so that no block of it is shared with others.
+head -c $((par_mib * 1024 * 1024)) /dev/urandom >"$tree/proj/v1/single.bin"
+big_sha=$(sha256sum "$tree/proj/v1/big.bin" | cut -d' ' -f1)
+
+store="$work/store"
+log "distfs add (defaults)"
+t0=$(now)
+"$distfs" add -r "$tree" --store "$store" >"$work/added"
+log "added in $(echo "$(now) - $t0" | bc -l | cut -c1-6) s"
+root_cid=$(awk 'END {print $2}' "$work/added")
+file_cid=$(awk '$3 ~ /proj\/v1\/big\.bin$/ {print $2}' "$work/added")
+[ -n "$root_cid" ] && [ -n "$file_cid" ] || { echo "mount-e2e: could not read CIDs from distfs add" >&2; exit 1; }
+log "root $root_cid, big.bin $file_cid"
+
+"$distfs" serve --store "$store" --listen 127.0.0.1:0 >"$work/serve.out" 2>"$work/serve.err" &
+serve_pid=$!
+for _ in $(seq 100); do [ -s "$work/serve.out" ] && break; sleep 0.1; done
+addr=$(head -n1 "$work/serve.out" | grep -oE '[0-9.]+:[0-9]+' | head -n1)
+[ -n "$addr" ] || { echo "mount-e2e: serve printed no address" >&2; cat "$work/serve.err" >&2; exit 1; }
+gw="http://$addr"
+log "serving at $gw"
+
+# --- mount helpers ---------------------------------------------------------------------------
+start_mount() { # cache_dir [read_ahead_kb]
+    "$distfs" mount "$mnt" --root "/ipfs/$root_cid" --gateway "$gw" --cache-dir "$1" \
+        2>>"$work/mount.err" &
+    mount_pid=$!
+    for _ in $(seq 300); do
+        mountpoint -q "$mnt" && break
+        kill -0 "$mount_pid" 2>/dev/null || { echo "mount-e2e: mount exited" >&2; cat "$work/mount.err" >&2; exit 1; }
+        sleep 0.05
+    done
+    mountpoint -q "$mnt" || { echo "mount-e2e: not mounted after 15 s" >&2; exit 1; }
+    if [ -n "${2:-}" ]; then
+        local minor
+        minor=$(awk -v m="$mnt" '$5 == m {split($3, d, ":"); print d[2]}' /proc/self/mountinfo | tail -n1)
+        echo "$2" >"/sys/class/bdi/0:$minor/read_ahead_kb"
+    fi
+}
+stop_mount() {
+    [ -n "$mount_pid" ] || return 0
+    kill -TERM "$mount_pid" 2>/dev/null || true
+    wait "$mount_pid" 2>/dev/null || true
+    mount_pid=
+    if mountpoint -q "$mnt"; then
+        echo "mount-e2e: still mounted after distfs mount exited on SIGTERM; detaching" >&2
+        umount -l "$mnt"
+    fi
+}
+bdi_read_ahead() {
+    local minor
+    minor=$(awk -v m="$mnt" '$5 == m {split($3, d, ":"); print d[2]}' /proc/self/mountinfo | tail -n1)
+    cat "/sys/class/bdi/0:$minor/read_ahead_kb"
+}
+
+# --- timing ------------------------------------------------------------------------------
+# Each measurement appends "seconds mount_cpu serve_cpu" to $work/<case>.
+measure() { # case setup_fn command...
+    local name=$1 setup=$2
+    shift 2
+    "$setup"
+    local t0 t1 m0 m1 s0 s1
+    m0=$([ -n "$mount_pid" ] && cpu_of "$mount_pid" || echo 0)
+    s0=$(cpu_of "$serve_pid")
+    t0=$(now)
+    "$@"
+    t1=$(now)
+    m1=$([ -n "$mount_pid" ] && cpu_of "$mount_pid" || echo 0)
+    s1=$(cpu_of "$serve_pid")
+    echo "$(echo "$t1 - $t0" | bc -l) $(echo "$m1 - $m0" | bc -l) $(echo "$s1 - $s0" | bc -l)" >>"$work/$name"
+}
+col() { awk -v c="$2" '{print $c}' "$work/$1" | median; }
+
+n=0
+fresh_cache() { n=$((n + 1)); cache="$work/cache$n"; mkdir -p "$cache"; }
+
+big="$tree/proj/v1/big.bin"
+cat_big() { cat "$mnt/proj/v1/big.bin" >/dev/null; }
+curl_car() {
+    curl -sf -H 'Accept: application/vnd.ipld.car' "$gw/ipfs/$file_cid?format=car" -o /dev/null
+}
+cat_local() { cat "$big" >/dev/null; }
+par_read() {
+    local pids=() i
+    for i in $(seq -w 0 $((par - 1))); do
+        cat "$mnt/proj/v1/par/f$i.bin" >/dev/null &
+        pids+=($!)
+    done
+    for i in "${pids[@]}"; do wait "$i"; done
+}
+single_read() { cat "$mnt/proj/v1/single.bin" >/dev/null; }
+
+nothing() { :; }
+evict_local() { evict "$big"; }
+cold_setup() { stop_mount; fresh_cache; start_mount "$cache"; }
+cold_setup_ra() { stop_mount; fresh_cache; start_mount "$cache" "$ra_high"; }
+warm_setup() { stop_mount; evict "$cache"; start_mount "$cache"; }
+warm_setup_ra() { stop_mount; evict "$cache"; start_mount "$cache" "$ra_high"; }
+warm_hotdir_setup() { stop_mount; cat_dir "$cache"; start_mount "$cache"; }
+cat_dir() { find "$1" -type f -exec cat {} + >/dev/null; }
+
+# Baselines.
+log "baselines"
+for _ in $(seq "$runs"); do measure curl_car nothing curl_car; done
+for _ in $(seq "$runs"); do measure cat_cold evict_local cat_local; done
+if command -v fincore >/dev/null; then
+    evict_local
+    log "fincore after evict (expect 0 resident): $(fincore -nb -o RES "$big")"
+fi
+cat_local
+for _ in $(seq "$runs"); do measure cat_hot nothing cat_local; done
+
+# distfs, default readahead. Each cold run has its own empty cache; warm/hot reuse the last.
+log "distfs cold/warm/hot"
+verified=
+for _ in $(seq "$runs"); do
+    measure cold cold_setup cat_big
+    if [ -z "$verified" ]; then
+        log "mount bdi read_ahead_kb (default): $(bdi_read_ahead)"
+        got=$(sha256sum "$mnt/proj/v1/big.bin" | cut -d' ' -f1)
+        [ "$got" = "$big_sha" ] || { echo "mount-e2e: sha256 mismatch through the mount: $got != $big_sha" >&2; exit 1; }
+        log "sha256 through the mount matches"
+        verified=1
+    fi
+done
+for _ in $(seq "$runs"); do measure warm warm_setup cat_big; done
+for _ in $(seq "$runs"); do measure warm_hotdir warm_hotdir_setup cat_big; done
+cat_big
+for _ in $(seq "$runs"); do measure hot nothing cat_big; done
+
+log "distfs cold/warm, read_ahead_kb=$ra_high"
+for _ in $(seq "$runs"); do measure cold_ra cold_setup_ra cat_big; done
+log "mount bdi read_ahead_kb (raised): $(bdi_read_ahead)"
+for _ in $(seq "$runs"); do measure warm_ra warm_setup_ra cat_big; done
+
+log "parallel readers"
+for _ in $(seq "$runs"); do measure single cold_setup single_read; done
+for _ in $(seq "$runs"); do measure par16 cold_setup par_read; done
+for _ in $(seq "$runs"); do measure single_ra cold_setup_ra single_read; done
+for _ in $(seq "$runs"); do measure par16_ra cold_setup_ra par_read; done
+stop_mount
+
+# --- the table -----------------------------------------------------------------------------
+printf '%-38s %8s %9s %8s %9s %9s\n' case seconds MB/s ratio mount-cpu serve-cpu
+report() { # label case mib [baseline_case [factor]]
+    local secs base ratio
+    secs=$(col "$2" 1)
+    ratio=-
+    if [ -n "${4:-}" ]; then
+        base=$(col "$4" 1)
+        ratio=$(printf '%.2f' "$(echo "${5:-1} * $base / $secs" | bc -l)")
+    fi
+    printf '%-38s %8.3f %9.1f %8s %9.2f %9.2f\n' "$1" "$secs" \
+        "$(echo "$3 * 1.048576 / $secs" | bc -l)" "$ratio" "$(col "$2" 2)" "$(col "$2" 3)"
+}
+report "curl CAR from serve (baseline cold)" curl_car "$size_mib"
+report "cat local, evicted (baseline warm)" cat_cold "$size_mib"
+report "cat local, page cache (baseline hot)" cat_hot "$size_mib"
+report "distfs cold" cold "$size_mib" curl_car
+report "distfs warm (cache dir evicted)" warm "$size_mib" cat_cold
+report "distfs warm (cache dir in page cache)" warm_hotdir "$size_mib" cat_cold
+report "distfs hot" hot "$size_mib" cat_hot
+report "distfs cold, read_ahead_kb=$ra_high" cold_ra "$size_mib" curl_car
+report "distfs warm, read_ahead_kb=$ra_high" warm_ra "$size_mib" cat_cold
+report "1 reader, ${par_mib} MiB, cold" single "$par_mib"
+report "$par readers, ${par_mib} MiB each, cold" par16 $((par * par_mib)) single "$par"
+report "1 reader, cold, read_ahead_kb=$ra_high" single_ra "$par_mib"
+report "$par readers, cold, read_ahead_kb=$ra_high" par16_ra $((par * par_mib)) single_ra "$par"
+echo "(ratio = baseline time / case time; for $par readers: $par x one reader's time / total time,"
+echo " so $par.0 would be perfect scaling and 1.0 no gain over reading the files one after another)"

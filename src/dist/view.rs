@@ -1,0 +1,427 @@
+//! The `/dist` view: turns a distribution root (a UnixFS directory of projects, each a
+//! directory of versions) into the answers a filesystem gives — lookups, attributes,
+//! listings, reads and symlink targets — over any [`BlockStore`]. No FUSE types here: `fs`
+//! translates these results for the kernel, and tests drive the view directly.
+//!
+//! Synthetic content: each project directory gains a `latest` symlink (unless the DAG has its
+//! own entry of that name) naming the newest stable version (`dist::versions`). Default
+//! permissions: 0555 directories; 0444 files, 0555 for binaries (`dist::meta`); UnixFS modes
+//! are honoured but setuid, setgid and sticky bits never are.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use bytes::Bytes;
+use cid::Cid;
+use futures::stream::{self, StreamExt, TryStreamExt};
+
+use super::inode::{Inode, Inodes, Kind, Level, VersionInfo, ROOT_INO};
+use super::{meta, versions};
+use crate::store::BlockStore;
+use crate::walk::{self, WalkError};
+
+/// The most bytes of a `versions` file we read.
+const MAX_VERSIONS_FILE: u64 = 1024 * 1024;
+/// Children stat'ed at once while listing a directory.
+const LIST_CONCURRENCY: usize = 32;
+/// How far ahead of a sequential reader blocks are fetched.
+pub const READAHEAD_WINDOW: u64 = 8 * 1024 * 1024;
+
+/// Why a view operation failed. `fs` maps these to errnos.
+#[derive(Debug, thiserror::Error)]
+pub enum ViewError {
+    /// The kernel asked about an inode we never handed out.
+    #[error("no inode {0}")]
+    NoSuchInode(u64),
+    /// No entry of that name.
+    #[error("{name}: no such file or directory")]
+    NotFound { name: String },
+    /// A directory operation on something else.
+    #[error("inode {ino} is not a directory")]
+    NotADirectory { ino: u64 },
+    /// A read of something that is not a file.
+    #[error("inode {ino} is not a regular file")]
+    NotAFile { ino: u64 },
+    /// A readlink of something that is not a symlink.
+    #[error("inode {ino} is not a symlink")]
+    NotASymlink { ino: u64 },
+    /// The operation did not finish within the read deadline.
+    #[error("gave up after {after:?} waiting for blocks")]
+    Timeout { after: Duration },
+    /// Reading the DAG failed (missing or corrupt block, bad node, store error). Boxed: a
+    /// walk error carries CIDs and is large, and errors are the cold path.
+    #[error(transparent)]
+    Walk(Box<WalkError>),
+}
+
+impl From<WalkError> for ViewError {
+    fn from(e: WalkError) -> ViewError {
+        ViewError::Walk(Box::new(e))
+    }
+}
+
+impl ViewError {
+    /// True for "no such entry" (the kernel may cache the negative answer).
+    pub fn is_not_found(&self) -> bool {
+        matches!(self, ViewError::NotFound { .. })
+    }
+}
+
+/// One entry of a listing.
+#[derive(Clone, Debug)]
+pub struct Entry {
+    /// The entry's name.
+    pub name: String,
+    /// The entry's inode.
+    pub inode: Inode,
+}
+
+/// A cached directory listing and the directory CID it was made from.
+type Listing = (Cid, Arc<Vec<Entry>>);
+
+/// Sequential-read tracking for readahead, per inode.
+#[derive(Default, Clone, Copy)]
+struct Seq {
+    next: u64,
+    fetched_until: u64,
+}
+
+/// The view over one root.
+pub struct DistView {
+    store: Arc<dyn BlockStore>,
+    inodes: Inodes,
+    listings: Mutex<HashMap<u64, Listing>>,
+    seq: Mutex<HashMap<u64, Seq>>,
+    deadline: Duration,
+}
+
+impl DistView {
+    /// A view of the distribution whose root directory is `root`. Every operation that needs
+    /// blocks gives up after `deadline`.
+    pub fn new(store: Arc<dyn BlockStore>, root: Cid, deadline: Duration) -> DistView {
+        DistView {
+            store,
+            inodes: Inodes::new(root),
+            listings: Mutex::default(),
+            seq: Mutex::default(),
+            deadline,
+        }
+    }
+
+    /// The root directory's CID.
+    pub fn root_cid(&self) -> Cid {
+        self.inodes
+            .get(ROOT_INO)
+            .map_or_else(Cid::default, |i| i.cid)
+    }
+
+    /// The inode numbered `ino`.
+    pub fn inode(&self, ino: u64) -> Result<Inode, ViewError> {
+        self.inodes.get(ino).ok_or(ViewError::NoSuchInode(ino))
+    }
+
+    /// Looks `name` up in the directory `parent`.
+    #[tracing::instrument(skip_all, fields(parent, name))]
+    pub async fn lookup(&self, parent: u64, name: &str) -> Result<Inode, ViewError> {
+        self.bounded(self.lookup_impl(parent, name)).await
+    }
+
+    async fn lookup_impl(&self, parent: u64, name: &str) -> Result<Inode, ViewError> {
+        let dir = self.dir(parent)?;
+        let not_found = || ViewError::NotFound {
+            name: name.to_string(),
+        };
+        if crate::unixfs::validate_name(name).is_err() {
+            return Err(not_found());
+        }
+        match walk::lookup(self.store.as_ref(), &dir.cid, name).await? {
+            Some(entry) => self
+                .make_inode(&dir, &entry.name, entry.cid)
+                .await?
+                .ok_or_else(not_found),
+            None if dir.level == Level::Project && name == "latest" => {
+                let listing = self.listing(&dir).await?;
+                listing
+                    .iter()
+                    .find(|e| e.name == "latest")
+                    .map(|e| e.inode.clone())
+                    .ok_or_else(not_found)
+            }
+            None => Err(not_found()),
+        }
+    }
+
+    /// Every entry of the directory `ino`, in name order, synthetic entries included.
+    #[tracing::instrument(skip_all, fields(ino))]
+    pub async fn readdir(&self, ino: u64) -> Result<Arc<Vec<Entry>>, ViewError> {
+        let dir = self.dir(ino)?;
+        self.bounded(self.listing(&dir)).await
+    }
+
+    /// Up to `size` bytes of the file `ino` at `offset`. Sequential readers get the next
+    /// [`READAHEAD_WINDOW`] fetched in the background.
+    #[tracing::instrument(skip_all, fields(ino, offset, size))]
+    pub async fn read(&self, ino: u64, offset: u64, size: u32) -> Result<Bytes, ViewError> {
+        let node = self.inode(ino)?;
+        if node.kind != Kind::File {
+            return Err(ViewError::NotAFile { ino });
+        }
+        self.readahead(&node, offset, u64::from(size));
+        let read = walk::read_range(self.store.as_ref(), &node.cid, offset, u64::from(size));
+        self.bounded(async { Ok(read.await?) }).await
+    }
+
+    /// The target of the symlink `ino`.
+    pub async fn readlink(&self, ino: u64) -> Result<Bytes, ViewError> {
+        let node = self.inode(ino)?;
+        match &node.kind {
+            Kind::Latest(target) => Ok(Bytes::from(target.clone())),
+            Kind::Symlink => {
+                let load = walk::load(self.store.as_ref(), &node.cid);
+                match self.bounded(async { Ok(load.await?) }).await? {
+                    crate::unixfs::Node::Symlink(s) => Ok(s.target),
+                    _ => Err(ViewError::NotASymlink { ino }),
+                }
+            }
+            _ => Err(ViewError::NotASymlink { ino }),
+        }
+    }
+
+    /// How many inodes have been handed out.
+    pub fn inode_count(&self) -> usize {
+        self.inodes.len()
+    }
+
+    async fn bounded<T>(
+        &self,
+        fut: impl std::future::Future<Output = Result<T, ViewError>>,
+    ) -> Result<T, ViewError> {
+        tokio::time::timeout(self.deadline, fut)
+            .await
+            .unwrap_or(Err(ViewError::Timeout {
+                after: self.deadline,
+            }))
+    }
+
+    fn dir(&self, ino: u64) -> Result<Inode, ViewError> {
+        let node = self.inode(ino)?;
+        match node.kind {
+            Kind::Dir => Ok(node),
+            _ => Err(ViewError::NotADirectory { ino }),
+        }
+    }
+
+    /// The listing of `dir`, cached per inode while its CID stays the same.
+    async fn listing(&self, dir: &Inode) -> Result<Arc<Vec<Entry>>, ViewError> {
+        if let Some((cid, entries)) = lock(&self.listings).get(&dir.ino) {
+            if *cid == dir.cid {
+                return Ok(entries.clone());
+            }
+        }
+        let raw = walk::list_dir(self.store.as_ref(), &dir.cid).await?;
+        // Futures built up front (not in a stream closure) keep the task `Send`.
+        let mut pending = Vec::with_capacity(raw.len());
+        for e in &raw {
+            pending.push(self.make_inode(dir, &e.name, e.cid));
+        }
+        let made: Vec<Option<Inode>> = stream::iter(pending)
+            .buffered(LIST_CONCURRENCY)
+            .try_collect()
+            .await?;
+        let mut entries: Vec<Entry> = raw
+            .iter()
+            .zip(made)
+            .filter_map(|(e, inode)| {
+                inode.map(|inode| Entry {
+                    name: e.name.clone(),
+                    inode,
+                })
+            })
+            .collect();
+        if dir.level == Level::Project && !entries.iter().any(|e| e.name == "latest") {
+            if let Some(target) = self.latest_target(&entries).await? {
+                let node = Inode {
+                    ino: 0,
+                    parent: dir.ino,
+                    cid: dir.cid,
+                    size: target.len() as u64,
+                    kind: Kind::Latest(target),
+                    level: Level::Project,
+                    perm: 0o777,
+                    mtime: None,
+                    version_info: Arc::default(),
+                };
+                let inode = self.inodes.intern(dir.ino, "latest", node);
+                entries.push(Entry {
+                    name: "latest".into(),
+                    inode,
+                });
+                entries.sort_by(|a, b| a.name.as_bytes().cmp(b.name.as_bytes()));
+            }
+        }
+        let entries = Arc::new(entries);
+        lock(&self.listings).insert(dir.ino, (dir.cid, entries.clone()));
+        Ok(entries)
+    }
+
+    /// The version `latest` names among a project's entries: by its `versions` file if it
+    /// has one, else by version ordering of its directories.
+    async fn latest_target(&self, entries: &[Entry]) -> Result<Option<String>, ViewError> {
+        let is_version_dir = |name: &str| {
+            entries
+                .iter()
+                .any(|e| e.name == name && e.inode.kind == Kind::Dir)
+        };
+        if let Some(file) = entries
+            .iter()
+            .find(|e| e.name == "versions" && e.inode.kind == Kind::File)
+        {
+            let len = file.inode.size.min(MAX_VERSIONS_FILE);
+            let text = walk::read_range(self.store.as_ref(), &file.inode.cid, 0, len).await?;
+            let text = String::from_utf8_lossy(&text);
+            if let Some(v) = versions::latest_from_versions_file(&text, is_version_dir) {
+                return Ok(Some(v));
+            }
+        }
+        Ok(versions::latest_from_dirs(
+            entries
+                .iter()
+                .filter(|e| e.inode.kind == Kind::Dir)
+                .map(|e| e.name.as_str()),
+        ))
+    }
+
+    /// Builds (or finds) the inode for entry `name` → `cid` of `dir`. `None` for entries
+    /// that are not UnixFS (they cannot be shown as files).
+    async fn make_inode(
+        &self,
+        dir: &Inode,
+        name: &str,
+        cid: Cid,
+    ) -> Result<Option<Inode>, ViewError> {
+        let stat = walk::stat(self.store.as_ref(), &cid).await?;
+        let level = match (dir.level, stat.kind) {
+            (Level::Root, walk::Kind::Directory) => Level::Project,
+            (Level::Project, walk::Kind::Directory) => Level::Version,
+            _ => Level::Content,
+        };
+        let (kind, default_perm) = match stat.kind {
+            walk::Kind::Directory => (Kind::Dir, meta::DIR_MODE),
+            walk::Kind::Symlink => (Kind::Symlink, 0o777),
+            walk::Kind::File => {
+                let exec = stat.mode.is_none() && self.is_binary(dir, name, &cid).await?;
+                (
+                    Kind::File,
+                    if exec {
+                        meta::EXEC_MODE
+                    } else {
+                        meta::FILE_MODE
+                    },
+                )
+            }
+            walk::Kind::Other => {
+                tracing::debug!(%cid, name, "hiding an entry that is not UnixFS");
+                return Ok(None);
+            }
+        };
+        // Setuid, setgid and sticky bits from a DAG are never honoured.
+        let perm = stat.mode.map_or(default_perm, |m| m & 0o777) as u16;
+        let node = Inode {
+            ino: 0,
+            parent: dir.ino,
+            cid,
+            kind,
+            level,
+            size: stat.size,
+            perm,
+            mtime: stat.mtime,
+            version_info: Arc::default(),
+        };
+        Ok(Some(self.inodes.intern(dir.ino, name, node)))
+    }
+
+    /// Whether a file without a stored mode is a binary: named `*.AppImage`, listed in its
+    /// version's `dist.json`, or starting with ELF magic or `#!`.
+    async fn is_binary(&self, dir: &Inode, name: &str, cid: &Cid) -> Result<bool, ViewError> {
+        if meta::looks_executable(name, b"") {
+            return Ok(true);
+        }
+        if dir.level == Level::Version && self.version_lists(dir, name).await {
+            return Ok(true);
+        }
+        let head = walk::read_range(self.store.as_ref(), cid, 0, 4).await?;
+        Ok(meta::looks_executable(name, &head))
+    }
+
+    /// Whether the version directory's `dist.json` lists `name`; loaded once per version
+    /// directory (a missing or bad `dist.json` lists nothing).
+    async fn version_lists(&self, dir: &Inode, name: &str) -> bool {
+        if let Some(info) = dir.version_info.get() {
+            return info.binaries.contains(name);
+        }
+        let info = self.load_version_info(dir).await;
+        let listed = info.binaries.contains(name);
+        let _ = dir.version_info.set(info);
+        listed
+    }
+
+    async fn load_version_info(&self, dir: &Inode) -> VersionInfo {
+        let result: Result<VersionInfo, ViewError> = async {
+            let Some(entry) = walk::lookup(self.store.as_ref(), &dir.cid, "dist.json").await?
+            else {
+                return Ok(VersionInfo::default());
+            };
+            let text = walk::read_range(
+                self.store.as_ref(),
+                &entry.cid,
+                0,
+                meta::MAX_DIST_JSON as u64 + 1,
+            )
+            .await?;
+            match meta::binaries_in_dist_json(&text) {
+                Ok(binaries) => Ok(VersionInfo { binaries }),
+                Err(e) => {
+                    tracing::warn!(dir = %dir.cid, "ignoring dist.json: {e}");
+                    Ok(VersionInfo::default())
+                }
+            }
+        }
+        .await;
+        result.unwrap_or_else(|e| {
+            tracing::warn!(dir = %dir.cid, "could not read dist.json: {e}");
+            VersionInfo::default()
+        })
+    }
+
+    /// Starts fetching the next window when `ino` is being read sequentially.
+    fn readahead(&self, node: &Inode, offset: u64, size: u64) {
+        let end = offset.saturating_add(size).min(node.size);
+        let start = {
+            let mut seq = lock(&self.seq);
+            let s = seq.entry(node.ino).or_default();
+            let sequential = offset == s.next || offset == 0;
+            s.next = end;
+            if !sequential || end >= node.size || s.fetched_until >= end + READAHEAD_WINDOW / 2 {
+                return;
+            }
+            let start = s.fetched_until.max(end);
+            s.fetched_until = (start + READAHEAD_WINDOW).min(node.size);
+            start
+        };
+        let Ok(handle) = tokio::runtime::Handle::try_current() else {
+            return;
+        };
+        let store = self.store.clone();
+        let cid = node.cid;
+        handle.spawn(async move {
+            if let Err(e) = walk::read_range(store.as_ref(), &cid, start, READAHEAD_WINDOW).await {
+                tracing::debug!(%cid, start, "readahead failed: {e}");
+            }
+        });
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}

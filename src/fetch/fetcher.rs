@@ -1,0 +1,425 @@
+//! The multi-source fetcher: ranks sources by health, fails over, retries within a budget,
+//! bounds in-flight requests, merges concurrent requests for one CID, and enforces a
+//! deadline per `get`.
+//!
+//! One `get` runs this loop until a verified block arrives, the retry budget
+//! ([`FetcherConfig::max_attempts`]) is spent, or the deadline passes:
+//! 1. candidates are the sources not dropped, not backing off (`Retry-After`), and not
+//!    already ruled out for this CID (a "not found" or a non-retryable answer);
+//! 2. untried sources come before sources already tried for this CID, then the best health
+//!    score wins (latency EWMA × recent errors, see `health`), ties go to the order given;
+//! 3. a source retried for the same CID waits an exponential delay first; when every
+//!    candidate is backing off, the loop sleeps until the first backoff ends;
+//! 4. each attempt holds a semaphore permit and is cut at
+//!    [`FetcherConfig::attempt_timeout`] (a stalled source is failed over);
+//! 5. hedging: an attempt slower than [`FetcherConfig::hedge_after`] (or 3× its source's
+//!    latency EWMA) is raced against the next untried source; the first block wins.
+//!
+//! A source that sends a wrong block is dropped for the rest of the session (logged at warn).
+//! The result is `NotFound` only when every usable source said so.
+
+use std::collections::HashSet;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use async_trait::async_trait;
+use cid::Cid;
+use tokio::sync::Semaphore;
+use tracing::Instrument;
+
+use super::health::{Health, SourceStats};
+use super::{precheck, BlockSource, FetchError, GatewayClient, SingleFlight};
+use crate::block::Block;
+
+/// Limits and timings of a [`Fetcher`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FetcherConfig {
+    /// Overall limit for one `get` (failover and retries included); then `Timeout`.
+    pub deadline: Duration,
+    /// Limit for one request to one source; then the next source is tried.
+    pub attempt_timeout: Duration,
+    /// Requests one `get` may send in total (its retry budget).
+    pub max_attempts: usize,
+    /// Requests in flight at once across all `get`s.
+    pub max_in_flight: usize,
+    /// Longest `Retry-After` honoured; longer requests are cut to this.
+    pub max_retry_after: Duration,
+    /// Backoff after a 429 that gave no usable `Retry-After`.
+    pub default_backoff: Duration,
+    /// First delay before asking the same source again for the same CID (doubles, capped
+    /// at 2 s).
+    pub retry_delay: Duration,
+    /// Hedging: when an attempt has not answered after this long (or three times the
+    /// source's latency EWMA, if longer), the next untried source is asked too and the
+    /// first block wins. `None` disables hedging.
+    pub hedge_after: Option<Duration>,
+}
+
+impl Default for FetcherConfig {
+    fn default() -> Self {
+        FetcherConfig {
+            deadline: Duration::from_secs(30),
+            attempt_timeout: Duration::from_secs(10),
+            max_attempts: 6,
+            max_in_flight: 32,
+            max_retry_after: Duration::from_secs(5),
+            default_backoff: Duration::from_secs(1),
+            retry_delay: Duration::from_millis(100),
+            hedge_after: Some(Duration::from_millis(500)),
+        }
+    }
+}
+
+const MAX_RETRY_DELAY: Duration = Duration::from_secs(2);
+
+/// Fetches verified blocks from several sources. Cheap to clone (clones share health,
+/// permits and in-flight requests).
+#[derive(Clone)]
+pub struct Fetcher {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    sources: Vec<Source>,
+    config: FetcherConfig,
+    permits: Semaphore,
+    flights: SingleFlight<Cid, Result<Block, FetchError>>,
+}
+
+struct Source {
+    src: Arc<dyn BlockSource>,
+    /// Guarded by a `std::sync::Mutex`: each critical section reads or updates counters
+    /// and never holds the lock across an `.await`.
+    health: Mutex<Health>,
+}
+
+impl Source {
+    fn health(&self) -> MutexGuard<'_, Health> {
+        self.health.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+impl Fetcher {
+    /// A fetcher over `sources`, in order of preference while nothing is known about them.
+    pub fn new(sources: Vec<Arc<dyn BlockSource>>, config: FetcherConfig) -> Fetcher {
+        let now = Instant::now();
+        let sources = sources
+            .into_iter()
+            .map(|src| Source {
+                src,
+                health: Mutex::new(Health::new(now)),
+            })
+            .collect();
+        Fetcher {
+            inner: Arc::new(Inner {
+                sources,
+                permits: Semaphore::new(config.max_in_flight.max(1)),
+                config,
+                flights: SingleFlight::new(),
+            }),
+        }
+    }
+
+    /// A fetcher over trustless gateways (the CLI's repeated `--gateway URL`), sharing one
+    /// HTTP client (one connection pool); each request is limited to `attempt_timeout`.
+    pub fn from_gateways<S: AsRef<str>>(
+        urls: &[S],
+        config: FetcherConfig,
+    ) -> Result<Fetcher, FetchError> {
+        let http = GatewayClient::http_client()?;
+        let sources = urls
+            .iter()
+            .map(|u| {
+                GatewayClient::with_client(u.as_ref(), http.clone(), config.attempt_timeout)
+                    .map(|g| Arc::new(g) as Arc<dyn BlockSource>)
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(Fetcher::new(sources, config))
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> &FetcherConfig {
+        &self.inner.config
+    }
+
+    /// A snapshot of every source's health and counters, in configuration order.
+    pub fn stats(&self) -> Vec<SourceStats> {
+        let now = Instant::now();
+        self.inner
+            .sources
+            .iter()
+            .map(|s| s.health().snapshot(s.src.name(), now))
+            .collect()
+    }
+
+    /// How many sources are still in use (not dropped for sending a bad block).
+    pub fn live_sources(&self) -> usize {
+        self.inner
+            .sources
+            .iter()
+            .filter(|s| !s.health().dropped)
+            .count()
+    }
+
+    /// The verified block named by `cid`. Concurrent calls for one CID share one fetch
+    /// (and its deadline, counted from the first caller). Identity CIDs are decoded
+    /// inline; CIDs whose hash cannot be verified are refused without a request.
+    #[tracing::instrument(name = "fetch", skip_all, fields(cid = %cid))]
+    pub async fn get(&self, cid: &Cid) -> Result<Block, FetchError> {
+        if let Some(b) = precheck(cid)? {
+            return Ok(b);
+        }
+        let (inner, cid) = (Arc::clone(&self.inner), *cid);
+        let span = tracing::Span::current();
+        let result = self
+            .inner
+            .flights
+            .run(cid, move || {
+                async move {
+                    let after = inner.config.deadline;
+                    match tokio::time::timeout(after, inner.fetch(cid)).await {
+                        Ok(r) => r,
+                        Err(_) => {
+                            tracing::debug!(?after, "deadline passed");
+                            Err(FetchError::Timeout { cid, after })
+                        }
+                    }
+                }
+                .instrument(span)
+            })
+            .await;
+        result.unwrap_or_else(|lost| {
+            Err(FetchError::TaskFailed {
+                cid,
+                reason: lost.reason,
+            })
+        })
+    }
+}
+
+impl Inner {
+    /// Picks the next source for `cid`: `Ok(index)`, or `Err(Some(t))` when every candidate
+    /// is backing off until `t`, or `Err(None)` when no candidate is left.
+    fn pick(
+        &self,
+        excluded: &HashSet<usize>,
+        tried: &HashSet<usize>,
+    ) -> Result<usize, Option<Instant>> {
+        let now = Instant::now();
+        let mut best: Option<(bool, f64, usize)> = None;
+        let mut earliest: Option<Instant> = None;
+        for (i, s) in self.sources.iter().enumerate() {
+            if excluded.contains(&i) {
+                continue;
+            }
+            let h = s.health();
+            if h.dropped {
+                continue;
+            }
+            if let Some(until) = h.backoff_until(now) {
+                earliest = Some(earliest.map_or(until, |e| e.min(until)));
+                continue;
+            }
+            let key = (tried.contains(&i), h.score(now), i);
+            let better = match &best {
+                None => true,
+                Some(b) => (key.0, key.1) < (b.0, b.1),
+            };
+            if better {
+                best = Some(key);
+            }
+        }
+        best.map(|(_, _, i)| i).ok_or(earliest)
+    }
+
+    /// One request to source `i`: holds a permit, counts the request, cuts it at the
+    /// per-attempt timeout.
+    async fn attempt(&self, i: usize, cid: Cid) -> Outcome {
+        let Some(source) = self.sources.get(i) else {
+            return Outcome {
+                source: i,
+                result: Err(FetchError::NoSources { cid }),
+                took: Duration::ZERO,
+            };
+        };
+        let Ok(_permit) = self.permits.acquire().await else {
+            // The semaphore is never closed; answer something sensible anyway.
+            return Outcome {
+                source: i,
+                result: Err(FetchError::NoSources { cid }),
+                took: Duration::ZERO,
+            };
+        };
+        source.health().requests += 1;
+        let start = Instant::now();
+        let result = tokio::time::timeout(self.config.attempt_timeout, source.src.get(&cid))
+            .await
+            .unwrap_or_else(|_| {
+                Err(FetchError::AttemptTimeout {
+                    cid,
+                    url: source.src.name().to_string(),
+                    after: self.config.attempt_timeout,
+                })
+            });
+        Outcome {
+            source: i,
+            result,
+            took: start.elapsed(),
+        }
+    }
+
+    /// How long to wait for source `i` before hedging with another: `hedge_after`, or
+    /// three times the source's latency EWMA (a rough p90) if that is longer.
+    fn hedge_delay(&self, i: usize) -> Option<Duration> {
+        let min = self.config.hedge_after?;
+        let ewma = self.sources.get(i)?.health().latency_ewma_ms();
+        let typical = ewma.map_or(Duration::ZERO, |ms| {
+            Duration::from_secs_f64(ms * 3.0 / 1000.0)
+        });
+        Some(min.max(typical))
+    }
+
+    /// Runs an attempt at `i`; if it is slower than its hedge delay and another untried
+    /// source is available, races a second attempt there. The first block wins (the other
+    /// request is cancelled); failures are all returned for booking.
+    async fn attempt_hedged(&self, i: usize, cid: Cid, st: &mut GetState) -> Vec<Outcome> {
+        let first = self.attempt(i, cid);
+        let Some(delay) = self.hedge_delay(i) else {
+            return vec![first.await];
+        };
+        tokio::pin!(first);
+        tokio::select! {
+            a = &mut first => return vec![a],
+            _ = tokio::time::sleep(delay) => {}
+        }
+        let j = match self.pick(&st.excluded, &st.tried) {
+            Ok(j) if !st.tried.contains(&j) => j,
+            _ => return vec![first.await],
+        };
+        st.tried.insert(j);
+        tracing::debug!(slow = i, hedge = j, ?delay, "hedging with a second source");
+        let second = self.attempt(j, cid);
+        tokio::pin!(second);
+        tokio::select! {
+            a = &mut first => {
+                if a.result.is_ok() { vec![a] } else { vec![a, second.await] }
+            }
+            b = &mut second => {
+                if b.result.is_ok() { vec![b] } else { vec![b, first.await] }
+            }
+        }
+    }
+
+    /// Books an attempt's outcome into the source's health and the per-get state; the
+    /// block if it succeeded.
+    fn settle(&self, cid: Cid, outcome: Outcome, st: &mut GetState) -> Option<Block> {
+        let Outcome {
+            source: i,
+            result,
+            took,
+        } = outcome;
+        let source = self.sources.get(i)?;
+        let name = source.src.name().to_string();
+        let e = match result {
+            Ok(block) => {
+                source.health().on_block(took, block.data().len());
+                return Some(block);
+            }
+            Err(e) => e,
+        };
+        if e.is_not_found() {
+            source.health().on_not_found(took);
+            st.excluded.insert(i);
+            st.not_found.insert(i);
+        } else if e.is_corrupt() {
+            {
+                let mut h = source.health();
+                h.on_error(Instant::now(), None);
+                h.dropped = true;
+            }
+            tracing::warn!(cid = %cid, url = %name, "source sent a block that does not match its CID; dropping it for this session");
+        } else {
+            let backoff = match (e.retry_after(), &e) {
+                (Some(d), _) => Some(d.min(self.config.max_retry_after)),
+                (None, FetchError::Status { status: 429, .. }) => Some(self.config.default_backoff),
+                _ => None,
+            };
+            source.health().on_error(Instant::now(), backoff);
+            if !e.is_retryable() {
+                st.excluded.insert(i);
+            }
+            tracing::debug!(url = %name, error = %e, "attempt failed");
+        }
+        st.attempts.push((name, e.to_string()));
+        None
+    }
+
+    async fn fetch(&self, cid: Cid) -> Result<Block, FetchError> {
+        let mut st = GetState::default();
+        let mut retries = 0u32;
+        while st.attempts.len() < self.config.max_attempts {
+            let i = match self.pick(&st.excluded, &st.tried) {
+                Ok(i) => i,
+                Err(Some(until)) => {
+                    tokio::time::sleep_until(until.into()).await;
+                    continue;
+                }
+                Err(None) => break,
+            };
+            if !st.tried.insert(i) {
+                let delay = self.config.retry_delay.saturating_mul(1 << retries.min(8));
+                tokio::time::sleep(delay.min(MAX_RETRY_DELAY)).await;
+                retries += 1;
+            }
+            for outcome in self.attempt_hedged(i, cid, &mut st).await {
+                if let Some(block) = self.settle(cid, outcome, &mut st) {
+                    return Ok(block);
+                }
+            }
+        }
+        let mut live = (0..self.sources.len())
+            .filter(|i| self.sources.get(*i).is_some_and(|s| !s.health().dropped))
+            .peekable();
+        if live.peek().is_some() && live.all(|i| st.not_found.contains(&i)) {
+            return Err(FetchError::NotFound { cid });
+        }
+        if st.attempts.is_empty() {
+            return Err(FetchError::NoSources { cid });
+        }
+        Err(FetchError::AllSourcesFailed {
+            cid,
+            attempts: st.attempts,
+        })
+    }
+}
+
+/// What one attempt produced.
+struct Outcome {
+    source: usize,
+    result: Result<Block, FetchError>,
+    took: Duration,
+}
+
+/// The state of one `get` across its attempts.
+#[derive(Default)]
+struct GetState {
+    /// (source name, reason) of each failed attempt.
+    attempts: Vec<(String, String)>,
+    /// Sources not to ask again for this CID (not found, or a non-retryable answer).
+    excluded: HashSet<usize>,
+    /// Sources that said "not found".
+    not_found: HashSet<usize>,
+    /// Sources already asked for this CID.
+    tried: HashSet<usize>,
+}
+
+#[async_trait]
+impl BlockSource for Fetcher {
+    fn name(&self) -> &str {
+        "fetcher"
+    }
+
+    async fn get(&self, cid: &Cid) -> Result<Block, FetchError> {
+        Fetcher::get(self, cid).await
+    }
+}

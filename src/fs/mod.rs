@@ -1,0 +1,445 @@
+//! The FUSE bridge: a `fuser::Filesystem` that relays the kernel's requests to a
+//! [`DistView`] and its answers back. The only module that names `fuser` or errnos.
+//!
+//! Rule: a FUSE thread never waits on the network. Every callback that may need blocks copies
+//! its arguments into owned values and moves its `Reply*` into a task on the tokio runtime;
+//! a dropped reply answers EIO, so a failing task never leaves a caller hanging, and the
+//! view's own deadline bounds every wait. Kernel caching: everything inside a version
+//! directory is immutable (long entry/attr TTLs, `FOPEN_KEEP_CACHE`, `FOPEN_CACHE_DIR`); the
+//! root, project directories and `latest` get a short TTL. Every write-type request answers
+//! EROFS (the mount is also read-only, so the kernel refuses most before they reach us).
+
+pub mod mount;
+
+use std::ffi::OsStr;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use fuser::{
+    AccessFlags, Errno, FileAttr, FileHandle, FileType, FopenFlags, Generation, INodeNo, InitFlags,
+    KernelConfig, OpenAccMode, OpenFlags, ReplyAttr, ReplyCreate, ReplyData, ReplyDirectory,
+    ReplyEmpty, ReplyEntry, ReplyOpen, ReplyStatfs, ReplyWrite, ReplyXattr, Request,
+};
+
+use crate::dist::{DistView, Inode, Kind, ViewError};
+use crate::walk::WalkError;
+
+/// Entry and attribute TTL for immutable content.
+const TTL_IMMUTABLE: Duration = Duration::from_secs(24 * 3600);
+/// Entry and attribute TTL for the root, project directories and `latest`.
+const TTL_MUTABLE: Duration = Duration::from_secs(1);
+/// `st_blksize`: large, so that tools size their buffers for streaming.
+const BLKSIZE: u32 = 1024 * 1024;
+/// The extended attribute that names a node's CID.
+pub const XATTR_CID: &str = "user.ipfs.cid";
+
+/// The filesystem handed to fuser.
+pub struct DistFs {
+    view: Arc<DistView>,
+    rt: tokio::runtime::Handle,
+    uid: u32,
+    gid: u32,
+}
+
+impl DistFs {
+    /// A filesystem answering from `view`, running its waits on `rt`. Files are owned by
+    /// `uid`/`gid` (the mounting user).
+    pub fn new(view: Arc<DistView>, rt: tokio::runtime::Handle, uid: u32, gid: u32) -> DistFs {
+        DistFs { view, rt, uid, gid }
+    }
+
+    fn attr(&self, node: &Inode) -> FileAttr {
+        attr_of(node, self.uid, self.gid)
+    }
+}
+
+/// The kernel's view of an inode.
+pub fn attr_of(node: &Inode, uid: u32, gid: u32) -> FileAttr {
+    let time = node
+        .mtime
+        .and_then(|m| {
+            let secs = u64::try_from(m.seconds).ok()?;
+            UNIX_EPOCH.checked_add(Duration::new(secs, m.nanos))
+        })
+        .unwrap_or(UNIX_EPOCH);
+    let kind = match node.kind {
+        Kind::Dir => FileType::Directory,
+        Kind::File => FileType::RegularFile,
+        Kind::Symlink | Kind::Latest(_) => FileType::Symlink,
+    };
+    FileAttr {
+        ino: INodeNo(node.ino),
+        size: node.size,
+        blocks: node.size.div_ceil(512),
+        atime: time,
+        mtime: time,
+        ctime: time,
+        crtime: time,
+        kind,
+        perm: node.perm,
+        nlink: if kind == FileType::Directory { 2 } else { 1 },
+        uid,
+        gid,
+        rdev: 0,
+        blksize: BLKSIZE,
+        flags: 0,
+    }
+}
+
+fn ttl(node: &Inode) -> Duration {
+    if node.is_immutable() {
+        TTL_IMMUTABLE
+    } else {
+        TTL_MUTABLE
+    }
+}
+
+/// The one errno table.
+pub fn errno(err: &ViewError) -> Errno {
+    match err {
+        ViewError::NotFound { .. } | ViewError::NoSuchInode(_) => Errno::ENOENT,
+        ViewError::NotADirectory { .. } => Errno::ENOTDIR,
+        ViewError::NotAFile { .. } => Errno::EISDIR,
+        ViewError::NotASymlink { .. } => Errno::EINVAL,
+        ViewError::Timeout { .. } => Errno::EIO,
+        ViewError::Walk(e) if matches!(**e, WalkError::NotFound { .. }) => Errno::ENOENT,
+        ViewError::Walk(_) => Errno::EIO,
+    }
+}
+
+fn log_err(op: &'static str, err: &ViewError) -> Errno {
+    let code = errno(err);
+    if code == Errno::EIO {
+        tracing::warn!(op, "{err}");
+    } else {
+        tracing::debug!(op, "{err}");
+    }
+    code
+}
+
+fn name_of(name: &OsStr) -> Option<String> {
+    name.to_str().map(str::to_string)
+}
+
+impl fuser::Filesystem for DistFs {
+    fn init(&mut self, _req: &Request, config: &mut KernelConfig) -> std::io::Result<()> {
+        let wanted = InitFlags::FUSE_PARALLEL_DIROPS | InitFlags::FUSE_CACHE_SYMLINKS;
+        if let Err(missing) = config.add_capabilities(wanted) {
+            tracing::debug!("kernel lacks capabilities {missing:?}");
+        }
+        let _ = config.set_max_background(64);
+        let _ = config.set_congestion_threshold(48);
+        let _ = config.set_max_readahead(1024 * 1024);
+        Ok(())
+    }
+
+    fn lookup(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEntry) {
+        let Some(name) = name_of(name) else {
+            return reply.error(Errno::ENOENT);
+        };
+        let (view, uid, gid) = (self.view.clone(), self.uid, self.gid);
+        self.rt.spawn(async move {
+            match view.lookup(parent.0, &name).await {
+                Ok(node) => reply.entry(&ttl(&node), &attr_of(&node, uid, gid), Generation(0)),
+                Err(e) => reply.error(log_err("lookup", &e)),
+            }
+        });
+    }
+
+    fn getattr(&self, _req: &Request, ino: INodeNo, _fh: Option<FileHandle>, reply: ReplyAttr) {
+        match self.view.inode(ino.0) {
+            Ok(node) => reply.attr(&ttl(&node), &self.attr(&node)),
+            Err(e) => reply.error(errno(&e)),
+        }
+    }
+
+    fn readlink(&self, _req: &Request, ino: INodeNo, reply: ReplyData) {
+        let view = self.view.clone();
+        self.rt.spawn(async move {
+            match view.readlink(ino.0).await {
+                Ok(target) => reply.data(&target),
+                Err(e) => reply.error(log_err("readlink", &e)),
+            }
+        });
+    }
+
+    fn open(&self, _req: &Request, ino: INodeNo, flags: OpenFlags, reply: ReplyOpen) {
+        if flags.acc_mode() != OpenAccMode::O_RDONLY {
+            return reply.error(Errno::EROFS);
+        }
+        match self.view.inode(ino.0) {
+            Ok(node) if node.kind == Kind::File => {
+                let cache = if node.is_immutable() {
+                    FopenFlags::FOPEN_KEEP_CACHE
+                } else {
+                    FopenFlags::empty()
+                };
+                reply.opened(FileHandle(0), cache);
+            }
+            Ok(_) => reply.error(Errno::EISDIR),
+            Err(e) => reply.error(errno(&e)),
+        }
+    }
+
+    fn read(
+        &self,
+        _req: &Request,
+        ino: INodeNo,
+        _fh: FileHandle,
+        offset: u64,
+        size: u32,
+        _flags: OpenFlags,
+        _lock_owner: Option<fuser::LockOwner>,
+        reply: ReplyData,
+    ) {
+        let view = self.view.clone();
+        self.rt.spawn(async move {
+            match view.read(ino.0, offset, size).await {
+                Ok(bytes) => reply.data(&bytes),
+                Err(e) => reply.error(log_err("read", &e)),
+            }
+        });
+    }
+
+    fn flush(
+        &self,
+        _req: &Request,
+        _ino: INodeNo,
+        _fh: FileHandle,
+        _lock_owner: fuser::LockOwner,
+        reply: ReplyEmpty,
+    ) {
+        reply.ok();
+    }
+
+    fn opendir(&self, _req: &Request, ino: INodeNo, _flags: OpenFlags, reply: ReplyOpen) {
+        match self.view.inode(ino.0) {
+            Ok(node) if node.kind == Kind::Dir => {
+                let cache = if node.is_immutable() {
+                    FopenFlags::FOPEN_CACHE_DIR | FopenFlags::FOPEN_KEEP_CACHE
+                } else {
+                    FopenFlags::empty()
+                };
+                reply.opened(FileHandle(0), cache);
+            }
+            Ok(_) => reply.error(Errno::ENOTDIR),
+            Err(e) => reply.error(errno(&e)),
+        }
+    }
+
+    fn readdir(
+        &self,
+        _req: &Request,
+        ino: INodeNo,
+        _fh: FileHandle,
+        offset: u64,
+        mut reply: ReplyDirectory,
+    ) {
+        let view = self.view.clone();
+        self.rt.spawn(async move {
+            let dir = match view.inode(ino.0) {
+                Ok(d) => d,
+                Err(e) => return reply.error(errno(&e)),
+            };
+            let entries = match view.readdir(ino.0).await {
+                Ok(entries) => entries,
+                Err(e) => return reply.error(log_err("readdir", &e)),
+            };
+            // Offsets: 1 = ".", 2 = "..", 3.. = entries; each names the *next* position.
+            let dots = [(dir.ino, "."), (dir.parent, "..")];
+            let all = dots
+                .iter()
+                .map(|(i, n)| (*i, FileType::Directory, *n))
+                .chain(entries.iter().map(|e| {
+                    let kind = attr_of(&e.inode, 0, 0).kind;
+                    (e.inode.ino, kind, e.name.as_str())
+                }));
+            for (pos, (ino, kind, name)) in all.enumerate().skip(offset as usize) {
+                if reply.add(INodeNo(ino), pos as u64 + 1, kind, name) {
+                    break;
+                }
+            }
+            reply.ok();
+        });
+    }
+
+    fn statfs(&self, _req: &Request, _ino: INodeNo, reply: ReplyStatfs) {
+        let files = self.view.inode_count() as u64;
+        reply.statfs(0, 0, 0, files, 0, BLKSIZE, 255, BLKSIZE);
+    }
+
+    fn getxattr(&self, _req: &Request, ino: INodeNo, name: &OsStr, size: u32, reply: ReplyXattr) {
+        let node = match self.view.inode(ino.0) {
+            Ok(n) => n,
+            Err(e) => return reply.error(errno(&e)),
+        };
+        if name != XATTR_CID {
+            return reply.error(Errno::NO_XATTR);
+        }
+        let value = node.cid.to_string();
+        xattr_reply(reply, size, value.as_bytes());
+    }
+
+    fn listxattr(&self, _req: &Request, ino: INodeNo, size: u32, reply: ReplyXattr) {
+        if let Err(e) = self.view.inode(ino.0) {
+            return reply.error(errno(&e));
+        }
+        xattr_reply(reply, size, format!("{XATTR_CID}\0").as_bytes());
+    }
+
+    fn access(&self, _req: &Request, ino: INodeNo, mask: AccessFlags, reply: ReplyEmpty) {
+        match self.view.inode(ino.0) {
+            Ok(_) if mask.contains(AccessFlags::W_OK) => reply.error(Errno::EROFS),
+            Ok(_) => reply.ok(),
+            Err(e) => reply.error(errno(&e)),
+        }
+    }
+
+    // Every write-type operation: read-only filesystem.
+
+    fn setattr(
+        &self,
+        _req: &Request,
+        _ino: INodeNo,
+        _mode: Option<u32>,
+        _uid: Option<u32>,
+        _gid: Option<u32>,
+        _size: Option<u64>,
+        _atime: Option<fuser::TimeOrNow>,
+        _mtime: Option<fuser::TimeOrNow>,
+        _ctime: Option<SystemTime>,
+        _fh: Option<FileHandle>,
+        _crtime: Option<SystemTime>,
+        _chgtime: Option<SystemTime>,
+        _bkuptime: Option<SystemTime>,
+        _flags: Option<fuser::BsdFileFlags>,
+        reply: ReplyAttr,
+    ) {
+        reply.error(Errno::EROFS);
+    }
+
+    fn mknod(
+        &self,
+        _req: &Request,
+        _parent: INodeNo,
+        _name: &OsStr,
+        _mode: u32,
+        _umask: u32,
+        _rdev: u32,
+        reply: ReplyEntry,
+    ) {
+        reply.error(Errno::EROFS);
+    }
+
+    fn mkdir(
+        &self,
+        _req: &Request,
+        _parent: INodeNo,
+        _name: &OsStr,
+        _mode: u32,
+        _umask: u32,
+        reply: ReplyEntry,
+    ) {
+        reply.error(Errno::EROFS);
+    }
+
+    fn unlink(&self, _req: &Request, _parent: INodeNo, _name: &OsStr, reply: ReplyEmpty) {
+        reply.error(Errno::EROFS);
+    }
+
+    fn rmdir(&self, _req: &Request, _parent: INodeNo, _name: &OsStr, reply: ReplyEmpty) {
+        reply.error(Errno::EROFS);
+    }
+
+    fn symlink(
+        &self,
+        _req: &Request,
+        _parent: INodeNo,
+        _link_name: &OsStr,
+        _target: &Path,
+        reply: ReplyEntry,
+    ) {
+        reply.error(Errno::EROFS);
+    }
+
+    fn rename(
+        &self,
+        _req: &Request,
+        _parent: INodeNo,
+        _name: &OsStr,
+        _newparent: INodeNo,
+        _newname: &OsStr,
+        _flags: fuser::RenameFlags,
+        reply: ReplyEmpty,
+    ) {
+        reply.error(Errno::EROFS);
+    }
+
+    fn link(
+        &self,
+        _req: &Request,
+        _ino: INodeNo,
+        _newparent: INodeNo,
+        _newname: &OsStr,
+        reply: ReplyEntry,
+    ) {
+        reply.error(Errno::EROFS);
+    }
+
+    fn write(
+        &self,
+        _req: &Request,
+        _ino: INodeNo,
+        _fh: FileHandle,
+        _offset: u64,
+        _data: &[u8],
+        _write_flags: fuser::WriteFlags,
+        _flags: OpenFlags,
+        _lock_owner: Option<fuser::LockOwner>,
+        reply: ReplyWrite,
+    ) {
+        reply.error(Errno::EROFS);
+    }
+
+    fn setxattr(
+        &self,
+        _req: &Request,
+        _ino: INodeNo,
+        _name: &OsStr,
+        _value: &[u8],
+        _flags: i32,
+        _position: u32,
+        reply: ReplyEmpty,
+    ) {
+        reply.error(Errno::EROFS);
+    }
+
+    fn removexattr(&self, _req: &Request, _ino: INodeNo, _name: &OsStr, reply: ReplyEmpty) {
+        reply.error(Errno::EROFS);
+    }
+
+    fn create(
+        &self,
+        _req: &Request,
+        _parent: INodeNo,
+        _name: &OsStr,
+        _mode: u32,
+        _umask: u32,
+        _flags: i32,
+        reply: ReplyCreate,
+    ) {
+        reply.error(Errno::EROFS);
+    }
+}
+
+fn xattr_reply(reply: ReplyXattr, size: u32, value: &[u8]) {
+    let len = value.len() as u32;
+    if size == 0 {
+        reply.size(len);
+    } else if size < len {
+        reply.error(Errno::ERANGE);
+    } else {
+        reply.data(value);
+    }
+}
