@@ -93,7 +93,11 @@ file_cid=$(awk '$3 ~ /proj\/v1\/big\.bin$/ {print $2}' "$work/added")
 [ -n "$root_cid" ] && [ -n "$file_cid" ] || { echo "mount-e2e: could not read CIDs from distfs add" >&2; exit 1; }
 log "root $root_cid, big.bin $file_cid"
 
-"$distfs" serve --store "$store" --listen 127.0.0.1:0 >"$work/serve.out" 2>"$work/serve.err" &
+# DISTFS_BENCH_LATENCY_MS adds that much delay to every gateway response (a distant gateway).
+latency_ms=${DISTFS_BENCH_LATENCY_MS:-0}
+log "gateway latency: ${latency_ms} ms per response"
+"$distfs" serve --store "$store" --listen 127.0.0.1:0 --latency "$latency_ms" \
+    >"$work/serve.out" 2>"$work/serve.err" &
 serve_pid=$!
 for _ in $(seq 100); do [ -s "$work/serve.out" ] && break; sleep 0.1; done
 addr=$(head -n1 "$work/serve.out" | grep -oE '[0-9.]+:[0-9]+' | head -n1)
