@@ -427,6 +427,11 @@ async fn corrupt_cached_block_is_fetched_again() {
     c.get(b.cid()).await.unwrap();
     let path = c.disk().path_of(b.cid());
     std::fs::write(&path, b"rotten bytes").unwrap();
+    // The running cache still holds the verified block in memory: right bytes, no request.
+    assert_eq!(&c.get(b.cid()).await.unwrap(), b);
+    assert_eq!(gw.requests(b.cid()), 1);
+    // After a restart only the disk is left: the rot is detected, dropped and refetched.
+    let c = cache(dir.path(), &[&gw]);
     assert_eq!(&c.get(b.cid()).await.unwrap(), b);
     assert_eq!(gw.requests(b.cid()), 2);
     assert_eq!(c.stats().corrupt_dropped, 1);

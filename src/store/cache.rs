@@ -29,7 +29,7 @@ use cid::Cid;
 
 use super::disk::DiskStore;
 use super::{BlockStore, StoreError};
-use crate::block::Block;
+use crate::block::{multihash_key, Block};
 use crate::fetch::{FetchError, Fetcher, SingleFlight};
 
 /// Why the cache could not produce a block.
@@ -85,7 +85,53 @@ pub struct CacheStore {
     inner: Arc<Inner>,
 }
 
+/// Bytes of verified blocks kept in memory in front of the disk (see [`MemTier`]).
+pub const MEMORY_TIER_BYTES: usize = 64 * 1024 * 1024;
+
+/// Recently used verified blocks in memory, least recently used evicted first once their
+/// bytes pass the budget. Serves the common pattern where readahead (or a lookup) brings a
+/// block in and a READ asks for it moments later, and internal DAG nodes every READ passes
+/// through: without it each would be re-read from disk and re-hashed. The mutex guards only
+/// map operations (no `.await` while held).
+struct MemTier {
+    blocks: lru::LruCache<Vec<u8>, Block>,
+    bytes: usize,
+    budget: usize,
+}
+
+impl MemTier {
+    fn new(budget: usize) -> MemTier {
+        MemTier {
+            blocks: lru::LruCache::unbounded(),
+            bytes: 0,
+            budget,
+        }
+    }
+
+    fn get(&mut self, cid: &Cid) -> Option<Block> {
+        self.blocks.get(&multihash_key(cid))?.relabel(cid)
+    }
+
+    fn insert(&mut self, block: &Block) {
+        let len = block.data().len();
+        if len > self.budget {
+            return;
+        }
+        if let Some(old) = self.blocks.put(multihash_key(block.cid()), block.clone()) {
+            self.bytes -= old.data().len();
+        }
+        self.bytes += len;
+        while self.bytes > self.budget {
+            match self.blocks.pop_lru() {
+                Some((_, evicted)) => self.bytes -= evicted.data().len(),
+                None => break,
+            }
+        }
+    }
+}
+
 struct Inner {
+    mem: std::sync::Mutex<MemTier>,
     disk: DiskStore,
     fetcher: Fetcher,
     offline: AtomicBool,
@@ -102,6 +148,7 @@ impl CacheStore {
     pub fn new(disk: DiskStore, fetcher: Fetcher) -> CacheStore {
         CacheStore {
             inner: Arc::new(Inner {
+                mem: std::sync::Mutex::new(MemTier::new(MEMORY_TIER_BYTES)),
                 disk,
                 fetcher,
                 offline: AtomicBool::new(false),
@@ -157,8 +204,13 @@ impl CacheStore {
     /// Concurrent misses of one CID cause one fetch.
     #[tracing::instrument(name = "cache_get", skip_all, fields(cid = %cid))]
     pub async fn get(&self, cid: &Cid) -> Result<Block, CacheError> {
+        if let Some(b) = self.inner.mem_get(cid) {
+            self.inner.hits.fetch_add(1, Ordering::Relaxed);
+            return Ok(b);
+        }
         if let Some(b) = self.inner.read_disk(cid).await? {
             self.inner.hits.fetch_add(1, Ordering::Relaxed);
+            self.inner.mem_insert(&b);
             return Ok(b);
         }
         self.inner.misses.fetch_add(1, Ordering::Relaxed);
@@ -180,6 +232,18 @@ impl CacheStore {
 }
 
 impl Inner {
+    fn mem(&self) -> std::sync::MutexGuard<'_, MemTier> {
+        self.mem.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn mem_get(&self, cid: &Cid) -> Option<Block> {
+        self.mem().get(cid)
+    }
+
+    fn mem_insert(&self, block: &Block) {
+        self.mem().insert(block);
+    }
+
     /// Reads a block from disk; a corrupt one (already deleted by the disk store) is a miss.
     async fn read_disk(&self, cid: &Cid) -> Result<Option<Block>, CacheError> {
         match self.disk.get(cid).await {
@@ -206,6 +270,7 @@ impl Inner {
         self.fetches.fetch_add(1, Ordering::Relaxed);
         self.fetched_bytes
             .fetch_add(block.data().len() as u64, Ordering::Relaxed);
+        self.mem_insert(&block);
         if let Err(e) = self.disk.put(block.clone()).await {
             tracing::warn!(cid = %cid, "fetched block could not be cached on disk: {e}");
         }
@@ -247,5 +312,45 @@ impl BlockStore for CacheStore {
     /// Whether the block is cached on disk (never fetches).
     async fn has(&self, cid: &Cid) -> Result<bool, StoreError> {
         self.inner.disk.has(cid).await
+    }
+}
+
+#[cfg(test)]
+mod mem_tier_tests {
+    use super::*;
+    use bytes::Bytes;
+
+    fn block(n: u8, len: usize) -> Block {
+        Block::encode(
+            cid::Version::V1,
+            crate::block::codec::RAW,
+            Bytes::from(vec![n; len]),
+        )
+    }
+
+    #[test]
+    fn evicts_least_recently_used_by_bytes() {
+        let mut t = MemTier::new(300);
+        let (a, b, c) = (block(1, 100), block(2, 100), block(3, 100));
+        t.insert(&a);
+        t.insert(&b);
+        t.insert(&c);
+        assert!(t.get(a.cid()).is_some()); // a is now the most recent
+        t.insert(&block(4, 100)); // over budget: b (least recent) goes
+        assert!(t.get(b.cid()).is_none());
+        assert!(t.get(a.cid()).is_some() && t.get(c.cid()).is_some());
+        assert_eq!(t.bytes, 300);
+        t.insert(&block(5, 301)); // larger than the whole budget: not kept
+        assert_eq!(t.bytes, 300);
+    }
+
+    #[test]
+    fn answers_under_the_cid_asked_for() {
+        let mut t = MemTier::new(1000);
+        let b = block(7, 10);
+        t.insert(&b);
+        // Same multihash, other codec label: the same bytes, relabelled.
+        let other = Cid::new_v1(crate::block::codec::DAG_PB, *b.cid().hash());
+        assert_eq!(t.get(&other).map(|x| *x.cid()), Some(other));
     }
 }
