@@ -85,7 +85,8 @@ pub struct CacheStore {
     inner: Arc<Inner>,
 }
 
-/// Bytes of verified blocks kept in memory in front of the disk (see [`MemTier`]).
+/// Bytes of verified blocks kept in memory in front of the disk (least recently used first
+/// out), so that readahead and internal DAG nodes are not re-read and re-hashed per READ.
 pub const MEMORY_TIER_BYTES: usize = 64 * 1024 * 1024;
 
 /// Recently used verified blocks in memory, least recently used evicted first once their
