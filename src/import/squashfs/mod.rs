@@ -1,0 +1,283 @@
+//! The squashfs-aware chunker (`--chunker squashfs`): cuts AppImages and bare squashfs images
+//! where the image's own structure has boundaries, so a file that is unchanged between two
+//! versions of an image becomes the same leaves in both.
+//!
+//! Two passes over a seekable input:
+//! 1. **Plan** ([`plan`]): positioned reads of the superblock and tables (which sit at the
+//!    end of the image) list the image's blocks ([`image::read_image`]); the plan is a list
+//!    of [`Segment`]s covering the whole file in order: the runtime before the image, the
+//!    superblock, each file's run of data blocks (split at block boundaries so no chunk
+//!    exceeds the maximum), each fragment block, each metadata block and table index.
+//!    Bytes that no structure explains (the ELF runtime, padding, gaps) are
+//!    [`SegmentKind::Opaque`] and cut with buzhash. A file that is not a recognisable image
+//!    — or whose image is in any way inconsistent — is one opaque segment: plain buzhash.
+//! 2. **Stream** ([`SquashfsChunker`]): reads the file front to back once more and hands out
+//!    the planned chunks. The output is always exactly the bytes read: if the file is
+//!    shorter than planned the stream just ends, and bytes past the plan are buzhash-cut.
+//!
+//! **Maximum chunk: 1 MiB** ([`SQUASHFS_MAX_CHUNK`]). Squashfs blocks are at most 1 MiB, so
+//! every data or fragment block fits in one chunk whatever block size the image uses, and a
+//! 1 MiB leaf stays well under the 2 MiB block limit with its framing. Runs of smaller
+//! blocks are grouped greedily up to it (fewer, larger leaves; the grouping of an unchanged
+//! file is the same in every image). The benchmark compares Kubo's 256 KiB.
+//!
+//! Memory while planning: the decompressed inode and fragment tables (about 40 bytes per
+//! file; capped at [`image::MAX_TABLE_BYTES`] each) and the block list; while streaming:
+//! the plan (16 bytes per chunk) plus one chunk.
+
+pub mod image;
+pub mod meta;
+
+use std::io::{self, Read, Seek, SeekFrom, Take};
+
+use super::buzhash::Buzhash;
+use super::chunker::{read_full, Chunker};
+pub use image::{read_image, Image, ImageSource, Piece, PieceKind, Unrecognized};
+
+/// The largest chunk the squashfs chunker hands out.
+pub const SQUASHFS_MAX_CHUNK: usize = 1 << 20;
+
+/// How a segment is cut.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SegmentKind {
+    /// Exactly one chunk.
+    Exact,
+    /// Cut with buzhash (as if it were a file of its own).
+    Opaque,
+}
+
+/// A byte range of the input and how it is chunked.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Segment {
+    /// First byte.
+    pub start: u64,
+    /// Length (never 0).
+    pub len: u64,
+    /// Exact chunk or buzhash.
+    pub kind: SegmentKind,
+}
+
+/// The chunking plan of one file.
+#[derive(Debug)]
+pub struct Plan {
+    /// Segments in file order, covering `0..size` with no gaps.
+    pub segments: Vec<Segment>,
+    /// The image found, or why the file is chunked with buzhash only.
+    pub image: Result<ImageSummary, Unrecognized>,
+}
+
+/// What was recognised (for logs and tests).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ImageSummary {
+    /// Offset of the image in the file.
+    pub offset: u64,
+    /// The image's length (`bytes_used`).
+    pub len: u64,
+    /// Blocks indexed.
+    pub pieces: usize,
+}
+
+/// Plans the chunks of the file behind `src` with chunks of at most `max_chunk` bytes
+/// (`1..=`[`SQUASHFS_MAX_CHUNK`] is sensible; smaller than the image's blocks makes those
+/// blocks opaque). Only I/O errors are errors.
+pub fn plan<S: ImageSource>(src: &mut S, max_chunk: usize) -> io::Result<Plan> {
+    let size = src.size();
+    let image = read_image(src)?;
+    let mut segs = Segments::default();
+    let summary = image.as_ref().map(|img| {
+        segs.cut(img, max_chunk as u64);
+        ImageSummary {
+            offset: img.offset,
+            len: img.superblock.bytes_used,
+            pieces: img.pieces.len(),
+        }
+    });
+    segs.opaque_to(size);
+    Ok(Plan {
+        segments: segs.list,
+        image: summary.map_err(Clone::clone),
+    })
+}
+
+#[derive(Default)]
+struct Segments {
+    list: Vec<Segment>,
+    cursor: u64,
+}
+
+impl Segments {
+    /// Covers `cursor..end` with an opaque segment (merged into a preceding opaque one).
+    fn opaque_to(&mut self, end: u64) {
+        if end <= self.cursor {
+            return;
+        }
+        match self.list.last_mut() {
+            Some(last) if last.kind == SegmentKind::Opaque => last.len += end - self.cursor,
+            _ => self.list.push(Segment {
+                start: self.cursor,
+                len: end - self.cursor,
+                kind: SegmentKind::Opaque,
+            }),
+        }
+        self.cursor = end;
+    }
+
+    fn exact(&mut self, end: u64) {
+        self.list.push(Segment {
+            start: self.cursor,
+            len: end - self.cursor,
+            kind: SegmentKind::Exact,
+        });
+        self.cursor = end;
+    }
+
+    /// One exact segment per piece, consecutive data blocks of one file grouped up to `max`.
+    fn cut(&mut self, img: &Image, max: u64) {
+        let pieces = &img.pieces;
+        let mut i = 0;
+        while let Some(p) = pieces.get(i) {
+            self.opaque_to(p.start);
+            let mut end = p.end();
+            i += 1;
+            if matches!(p.kind, PieceKind::Data { .. }) {
+                while let Some(q) = pieces.get(i) {
+                    if q.kind != p.kind || q.start != end || q.end() - p.start > max {
+                        break;
+                    }
+                    end = q.end();
+                    i += 1;
+                }
+            }
+            if end - p.start > max {
+                self.opaque_to(end);
+            } else {
+                self.exact(end);
+            }
+        }
+    }
+}
+
+/// Positioned reads through `Read + Seek`.
+pub struct SeekSource<'a, R> {
+    inner: &'a mut R,
+    size: u64,
+}
+
+impl<'a, R: Read + Seek> SeekSource<'a, R> {
+    /// Measures the input (seeking to its end).
+    pub fn new(inner: &'a mut R) -> io::Result<SeekSource<'a, R>> {
+        let size = inner.seek(SeekFrom::End(0))?;
+        Ok(SeekSource { inner, size })
+    }
+}
+
+impl<R: Read + Seek> ImageSource for SeekSource<'_, R> {
+    fn size(&self) -> u64 {
+        self.size
+    }
+
+    fn read_at(&mut self, offset: u64, buf: &mut [u8]) -> io::Result<()> {
+        self.inner.seek(SeekFrom::Start(offset))?;
+        self.inner.read_exact(buf)
+    }
+}
+
+/// Streams the chunks of a [`Plan`] from a reader positioned at the start of the file.
+pub struct SquashfsChunker<R> {
+    /// `None` while a buzhash segment holds it.
+    reader: Option<R>,
+    opaque: Option<Buzhash<Take<R>>>,
+    segments: std::vec::IntoIter<Segment>,
+    tail_started: bool,
+    finished: bool,
+}
+
+impl<R: Read + Seek> SquashfsChunker<R> {
+    /// Plans `reader`'s file with chunks of at most `max_chunk` bytes and rewinds it.
+    pub fn open(
+        mut reader: R,
+        max_chunk: usize,
+    ) -> io::Result<(SquashfsChunker<R>, Result<ImageSummary, Unrecognized>)> {
+        let plan = plan(&mut SeekSource::new(&mut reader)?, max_chunk)?;
+        reader.seek(SeekFrom::Start(0))?;
+        match &plan.image {
+            Ok(img) => tracing::debug!(
+                offset = img.offset,
+                pieces = img.pieces,
+                "squashfs chunker: image found"
+            ),
+            Err(why) => tracing::debug!(%why, "squashfs chunker: using buzhash for the whole file"),
+        }
+        Ok((SquashfsChunker::new(reader, plan.segments), plan.image))
+    }
+}
+
+impl<R: Read> SquashfsChunker<R> {
+    /// Chunks `reader` (at offset 0) by a plan's segments.
+    pub fn new(reader: R, segments: Vec<Segment>) -> SquashfsChunker<R> {
+        SquashfsChunker {
+            reader: Some(reader),
+            opaque: None,
+            segments: segments.into_iter(),
+            tail_started: false,
+            finished: false,
+        }
+    }
+
+    fn start_opaque(&mut self, len: u64) -> io::Result<()> {
+        let reader = self.reader.take().ok_or_else(lost)?;
+        self.opaque = Some(Buzhash::new(reader.take(len)));
+        Ok(())
+    }
+}
+
+fn lost() -> io::Error {
+    io::Error::other("squashfs chunker lost its reader")
+}
+
+impl<R: Read> Chunker for SquashfsChunker<R> {
+    fn next_chunk(&mut self) -> io::Result<Option<Vec<u8>>> {
+        // Each turn either returns or consumes one segment (or the one tail), so this ends.
+        loop {
+            if let Some(bz) = self.opaque.as_mut() {
+                if let Some(chunk) = bz.next_chunk()? {
+                    return Ok(Some(chunk));
+                }
+                if let Some(bz) = self.opaque.take() {
+                    self.reader = Some(bz.into_inner().into_inner());
+                }
+            }
+            if self.finished {
+                return Ok(None);
+            }
+            match self.segments.next() {
+                Some(Segment {
+                    len,
+                    kind: SegmentKind::Exact,
+                    ..
+                }) => {
+                    let reader = self.reader.as_mut().ok_or_else(lost)?;
+                    let n = usize::try_from(len).map_err(|_| lost())?;
+                    let mut buf = vec![0u8; n];
+                    let (got, short) = read_full(reader, &mut buf)?;
+                    if short {
+                        // The file shrank since it was planned: hand out what is there.
+                        self.finished = true;
+                        if got == 0 {
+                            return Ok(None);
+                        }
+                        buf.truncate(got);
+                    }
+                    return Ok(Some(buf));
+                }
+                Some(Segment { len, .. }) => self.start_opaque(len)?,
+                None if !self.tail_started => {
+                    // Bytes past the plan (the file grew): buzhash.
+                    self.tail_started = true;
+                    self.start_opaque(u64::MAX)?;
+                }
+                None => self.finished = true,
+            }
+        }
+    }
+}
