@@ -49,7 +49,7 @@ fn mksquashfs(src: &Path, out: &Path, opts: &[&str]) {
     assert!(status.success(), "mksquashfs {opts:?} failed");
 }
 
-/// File sizes that exercise the block layout (128 KiB blocks, 1 MiB max chunk).
+/// File sizes that exercise the block layout (128 KiB blocks; 1 MiB = 8 blocks when grouped).
 const SIZES: &[(&str, usize)] = &[
     ("empty", 0),                       // no blocks at all
     ("one-byte", 1),                    // only a tail
@@ -57,8 +57,8 @@ const SIZES: &[(&str, usize)] = &[
     ("one-block", BLOCK),               // exactly one block, no tail
     ("two-blocks", 2 * BLOCK),          // exact multiple
     ("blocks-and-tail", 3 * BLOCK + 5), // full blocks and a tail
-    ("eight-blocks", 8 * BLOCK),        // exactly one max chunk
-    ("large", 21 * BLOCK + 777),        // several max chunks and a tail
+    ("eight-blocks", 8 * BLOCK),        // exactly one 1 MiB group
+    ("large", 21 * BLOCK + 777),        // several groups and a tail
 ];
 
 /// A tree of incompressible files of [`SIZES`] plus `many` small text files.
@@ -87,17 +87,18 @@ fn make_tree(root: &Path, seed: &str, many: usize) -> BTreeMap<String, Vec<u8>> 
 /// One chunk: (offset, length, sha256).
 type ChunkInfo = (u64, usize, [u8; 32]);
 
-/// The chunks the squashfs chunker makes of `path`, in order, and why the image was not
+/// The chunks the squashfs chunker makes of `path` (data blocks grouped up to `group`
+/// bytes; 0 = the default, one chunk per block), in order, and why the image was not
 /// recognised (if it was not).
-fn chunks_of(path: &Path, max: usize) -> (Vec<ChunkInfo>, Option<Unrecognized>) {
+fn chunks_of(path: &Path, group: usize) -> (Vec<ChunkInfo>, Option<Unrecognized>) {
     let file = File::open(path).unwrap();
-    let (mut chunker, image) = SquashfsChunker::open(file, max).unwrap();
+    let (mut chunker, image) = SquashfsChunker::open(file, group).unwrap();
     let mut out = Vec::new();
     let mut at = 0u64;
     while let Some(c) = chunker.next_chunk().unwrap() {
         assert!(!c.is_empty(), "empty chunk at {at}");
         assert!(
-            c.len() <= max.max(512 << 10),
+            c.len() <= SQUASHFS_MAX_CHUNK,
             "chunk of {} at {at}",
             c.len()
         );
@@ -122,7 +123,8 @@ fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
 
 /// Data stored uncompressed (`-noD -noF`) is the files' bytes verbatim, so where each file
 /// lies in the image can be found by searching for its bytes: the chunk boundaries must be
-/// exactly at its start and then every 8 blocks (1 MiB), and at the end of its full blocks.
+/// exactly at its start, then at every block (by default) or every 8 blocks (grouped up to
+/// 1 MiB), and at its end.
 #[test]
 fn cuts_at_each_files_blocks() {
     let dir = tempdir();
@@ -137,57 +139,61 @@ fn cuts_at_each_files_blocks() {
         let img = dir.path().join(format!("{label}.sqfs"));
         mksquashfs(&dir.path().join("tree"), &img, opts);
         let bytes = fs::read(&img).unwrap();
-        let (chunks, why) = chunks_of(&img, SQUASHFS_MAX_CHUNK);
-        assert_eq!(why, None, "{label}: image recognised");
-        let cuts = boundaries(&chunks);
-        assert_eq!(chunks[0].0, 0);
-        assert_eq!(chunks[0].1, 96, "{label}: the superblock is its own chunk");
-        for (rel, data) in &files {
-            // mksquashfs ≥ 4.5 packs only files smaller than a block into fragments
-            // (`-no-tailends` is its default): bigger files are all runs of blocks.
-            let full = if label == "fragments" && data.len() < BLOCK {
-                0
-            } else {
-                data.len()
-            };
-            if full < 64 {
-                continue; // too short to find by its bytes
-            }
-            let pos = find(&bytes, &data[..64])
-                .unwrap_or_else(|| panic!("{label}: {rel} not found")) as u64;
-            let mut want = vec![pos];
-            let mut at = 0;
-            while at < full {
-                at = (at + SQUASHFS_MAX_CHUNK).min(full);
-                want.push(pos + at as u64);
-            }
-            for w in &want {
-                assert!(
-                    cuts.contains(w),
-                    "{label}: {rel}: no cut at {w} (want {want:?})"
-                );
-            }
-            let inside = cuts.range(pos + 1..pos + full as u64).count();
-            assert_eq!(
-                inside,
-                want.len() - 2,
-                "{label}: {rel}: extra cuts inside the file"
-            );
-        }
-        if label == "fragments" {
-            // Small files are in a fragment block, which is a chunk of its own: their bytes
-            // lie inside exactly one chunk.
+        for group in [0, SQUASHFS_MAX_CHUNK] {
+            let step = if group == 0 { BLOCK } else { group };
+            let (chunks, why) = chunks_of(&img, group);
+            assert_eq!(why, None, "{label}: image recognised");
+            let cuts = boundaries(&chunks);
+            assert_eq!(chunks[0].0, 0);
+            assert_eq!(chunks[0].1, 96, "{label}: the superblock is its own chunk");
             for (rel, data) in &files {
-                let tail = &data[..];
-                if tail.len() < 64 || tail.len() >= BLOCK {
-                    continue;
+                // mksquashfs ≥ 4.5 packs only files smaller than a block into fragments
+                // (`-no-tailends` is its default): bigger files are all runs of blocks.
+                let full = if label == "fragments" && data.len() < BLOCK {
+                    0
+                } else {
+                    data.len()
+                };
+                if full < 64 {
+                    continue; // too short to find by its bytes
                 }
-                let pos = find(&bytes, &tail[..64]).unwrap() as u64;
-                let end = pos + tail.len() as u64;
-                assert!(
-                    cuts.range(pos + 1..end).next().is_none(),
-                    "{label}: {rel}: tail split"
+                let pos = find(&bytes, &data[..64])
+                    .unwrap_or_else(|| panic!("{label}: {rel} not found"))
+                    as u64;
+                let mut want = vec![pos];
+                let mut at = 0;
+                while at < full {
+                    at = (at + step).min(full);
+                    want.push(pos + at as u64);
+                }
+                for w in &want {
+                    assert!(
+                        cuts.contains(w),
+                        "{label}: {rel}: no cut at {w} (want {want:?})"
+                    );
+                }
+                let inside = cuts.range(pos + 1..pos + full as u64).count();
+                assert_eq!(
+                    inside,
+                    want.len() - 2,
+                    "{label}: {rel}: extra cuts inside the file"
                 );
+            }
+            if label == "fragments" {
+                // Small files are in a fragment block, which is a chunk of its own: their bytes
+                // lie inside exactly one chunk.
+                for (rel, data) in &files {
+                    let tail = &data[..];
+                    if tail.len() < 64 || tail.len() >= BLOCK {
+                        continue;
+                    }
+                    let pos = find(&bytes, &tail[..64]).unwrap() as u64;
+                    let end = pos + tail.len() as u64;
+                    assert!(
+                        cuts.range(pos + 1..end).next().is_none(),
+                        "{label}: {rel}: tail split"
+                    );
+                }
             }
         }
     }
@@ -272,7 +278,7 @@ fn unchanged_files_share_their_leaves() {
                 (imgs[0].clone(), imgs[1].clone())
             };
             let what = format!("{label}{}", if appimage { " AppImage" } else { "" });
-            let (_, why) = chunks_of(&new, SQUASHFS_MAX_CHUNK);
+            let (_, why) = chunks_of(&new, 0);
             assert_eq!(why, None, "{what}: image recognised");
             let (fresh, shared) = new_bytes(&old, &new, ChunkerSpec::Squashfs);
             // The changed file (incompressible), a fragment block, the tables, the superblock.
@@ -432,7 +438,7 @@ async fn garbage_and_lies_fall_back() {
     }
     for (label, bytes, whole_buzhash) in cases {
         let path = write_bytes(&dir.path().join("case.bin"), &bytes);
-        let (chunks, why) = chunks_of(&path, SQUASHFS_MAX_CHUNK);
+        let (chunks, why) = chunks_of(&path, 0);
         if whole_buzhash {
             assert!(why.is_some(), "{label}: should not be recognised");
             let buz = distfs_add(&path, &["--chunker", "buzhash"]).unwrap();
@@ -468,7 +474,7 @@ fn seed_corpus_is_recognised() {
     let mut seen = 0;
     for entry in fs::read_dir(&dir).unwrap() {
         let path = entry.unwrap().path();
-        let (chunks, why) = chunks_of(&path, SQUASHFS_MAX_CHUNK);
+        let (chunks, why) = chunks_of(&path, 0);
         assert_eq!(why, None, "{}", path.display());
         assert!(
             chunks.len() > 5,

@@ -10,7 +10,7 @@
 use std::io::{self, Read, Seek};
 
 use super::buzhash::Buzhash;
-use super::squashfs::{SquashfsChunker, SQUASHFS_MAX_CHUNK};
+use super::squashfs::SquashfsChunker;
 use super::ImportError;
 
 /// Kubo's default chunk size (`size-262144`).
@@ -25,7 +25,8 @@ pub enum ChunkerSpec {
     Size(usize),
     /// boxo's buzhash content-defined chunker (128 KiB min, 512 KiB max).
     Buzhash,
-    /// Cuts AppImages and squashfs images at their blocks (1 MiB max), else buzhash.
+    /// Cuts AppImages and squashfs images at their blocks (one chunk per block), else
+    /// buzhash.
     Squashfs,
 }
 
@@ -77,8 +78,8 @@ impl ChunkerSpec {
     pub fn open_seekable<R: Read + Seek>(self, reader: R) -> Result<AnyChunker<R>, ImportError> {
         match self {
             ChunkerSpec::Squashfs => {
-                let (chunker, _) = SquashfsChunker::open(reader, SQUASHFS_MAX_CHUNK)
-                    .map_err(ImportError::stream_io)?;
+                let (chunker, _) =
+                    SquashfsChunker::open(reader, 0).map_err(ImportError::stream_io)?;
                 Ok(AnyChunker::Squashfs(chunker))
             }
             other => other.open(reader),

@@ -67,6 +67,18 @@ pub fn import_file_seekable<R: Read + Seek, S: BlockSink + ?Sized>(
     import_chunks(chunks, opts, meta, sink)
 }
 
+/// [`import_file`] with a chunker built by the caller (benchmarks: a squashfs chunker with
+/// another maximum chunk size); `opts.chunker` is ignored.
+pub fn import_chunked<R: Read, S: BlockSink + ?Sized>(
+    chunks: AnyChunker<R>,
+    opts: &ImportOptions,
+    meta: &Metadata,
+    sink: &mut S,
+) -> Result<FileNode, ImportError> {
+    check_links(opts)?;
+    import_chunks(chunks, opts, meta, sink)
+}
+
 fn check_links(opts: &ImportOptions) -> Result<(), ImportError> {
     if opts.max_links < 2 {
         return Err(ImportError::InvalidOptions(format!(

@@ -29,7 +29,7 @@ use cid::Cid;
 
 pub use chunker::ChunkerSpec;
 pub use dir::{build_directory, DirEntry};
-pub use file::{import_file, import_file_seekable, FileNode};
+pub use file::{import_chunked, import_file, import_file_seekable, FileNode};
 pub use sink::{BlockSink, CarSink, NullSink, Tee, VecSink};
 pub use tree::{add_path, AddedEntry};
 

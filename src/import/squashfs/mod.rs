@@ -15,11 +15,14 @@
 //!    the planned chunks. The output is always exactly the bytes read: if the file is
 //!    shorter than planned the stream just ends, and bytes past the plan are buzhash-cut.
 //!
-//! **Maximum chunk: 1 MiB** ([`SQUASHFS_MAX_CHUNK`]). Squashfs blocks are at most 1 MiB, so
-//! every data or fragment block fits in one chunk whatever block size the image uses, and a
-//! 1 MiB leaf stays well under the 2 MiB block limit with its framing. Runs of smaller
-//! blocks are grouped greedily up to it (fewer, larger leaves; the grouping of an unchanged
-//! file is the same in every image). The benchmark compares Kubo's 256 KiB.
+//! **One chunk per squashfs block, at most 1 MiB** ([`SQUASHFS_MAX_CHUNK`]). Squashfs blocks
+//! are at most 1 MiB, so every data or fragment block fits in one chunk whatever block size
+//! the image uses, and a 1 MiB leaf stays well under the 2 MiB block limit with its framing.
+//! Consecutive data blocks of a file are *not* grouped by default: a small edit changes one
+//! compressed block, and a group of 8 blocks (1 MiB) would turn it into 1 MiB of new bytes —
+//! measured on typescript 5.4.4 → 5.4.5, grouping up to 1 MiB stored 1.6× the ideal where
+//! one block per chunk stores ≈ 1.0× (`benches/README.md`, dedup section). [`plan`] takes a
+//! grouping limit so the benchmark can show that.
 //!
 //! Memory while planning: the decompressed inode and fragment tables (about 40 bytes per
 //! file; capped at [`image::MAX_TABLE_BYTES`] each) and the block list; while streaming:
@@ -77,15 +80,16 @@ pub struct ImageSummary {
     pub pieces: usize,
 }
 
-/// Plans the chunks of the file behind `src` with chunks of at most `max_chunk` bytes
-/// (`1..=`[`SQUASHFS_MAX_CHUNK`] is sensible; smaller than the image's blocks makes those
-/// blocks opaque). Only I/O errors are errors.
-pub fn plan<S: ImageSource>(src: &mut S, max_chunk: usize) -> io::Result<Plan> {
+/// Plans the chunks of the file behind `src`. Consecutive data blocks of one file are
+/// grouped into one chunk while the group stays within `group` bytes (0: every block is its
+/// own chunk, the default); a block over [`SQUASHFS_MAX_CHUNK`] is cut with buzhash. Only
+/// I/O errors are errors.
+pub fn plan<S: ImageSource>(src: &mut S, group: usize) -> io::Result<Plan> {
     let size = src.size();
     let image = read_image(src)?;
     let mut segs = Segments::default();
     let summary = image.as_ref().map(|img| {
-        segs.cut(img, max_chunk as u64);
+        segs.cut(img, group.min(SQUASHFS_MAX_CHUNK) as u64);
         ImageSummary {
             offset: img.offset,
             len: img.superblock.bytes_used,
@@ -131,8 +135,9 @@ impl Segments {
         self.cursor = end;
     }
 
-    /// One exact segment per piece, consecutive data blocks of one file grouped up to `max`.
-    fn cut(&mut self, img: &Image, max: u64) {
+    /// One exact segment per piece, consecutive data blocks of one file grouped up to
+    /// `group` bytes.
+    fn cut(&mut self, img: &Image, group: u64) {
         let pieces = &img.pieces;
         let mut i = 0;
         while let Some(p) = pieces.get(i) {
@@ -141,14 +146,14 @@ impl Segments {
             i += 1;
             if matches!(p.kind, PieceKind::Data { .. }) {
                 while let Some(q) = pieces.get(i) {
-                    if q.kind != p.kind || q.start != end || q.end() - p.start > max {
+                    if q.kind != p.kind || q.start != end || q.end() - p.start > group {
                         break;
                     }
                     end = q.end();
                     i += 1;
                 }
             }
-            if end - p.start > max {
+            if end - p.start > SQUASHFS_MAX_CHUNK as u64 {
                 self.opaque_to(end);
             } else {
                 self.exact(end);
@@ -193,12 +198,13 @@ pub struct SquashfsChunker<R> {
 }
 
 impl<R: Read + Seek> SquashfsChunker<R> {
-    /// Plans `reader`'s file with chunks of at most `max_chunk` bytes and rewinds it.
+    /// Plans `reader`'s file (grouping data blocks up to `group` bytes, see [`plan`]) and
+    /// rewinds it.
     pub fn open(
         mut reader: R,
-        max_chunk: usize,
+        group: usize,
     ) -> io::Result<(SquashfsChunker<R>, Result<ImageSummary, Unrecognized>)> {
-        let plan = plan(&mut SeekSource::new(&mut reader)?, max_chunk)?;
+        let plan = plan(&mut SeekSource::new(&mut reader)?, group)?;
         reader.seek(SeekFrom::Start(0))?;
         match &plan.image {
             Ok(img) => tracing::debug!(
