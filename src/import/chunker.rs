@@ -215,6 +215,12 @@ mod tests {
             ChunkerSpec::Size(2_096_896)
         );
         assert_eq!(ChunkerSpec::parse("buzhash").unwrap(), ChunkerSpec::Buzhash);
+        assert_eq!(
+            ChunkerSpec::parse("squashfs").unwrap(),
+            ChunkerSpec::Squashfs
+        );
+        // The squashfs chunker needs to seek; a plain stream is told so.
+        assert!(ChunkerSpec::Squashfs.open(&b"x"[..]).is_err());
         for bad in [
             "size-0",
             "size-2096897",

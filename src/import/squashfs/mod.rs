@@ -287,3 +287,58 @@ impl<R: Read> Chunker for SquashfsChunker<R> {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn exact(start: u64, len: u64) -> Segment {
+        Segment {
+            start,
+            len,
+            kind: SegmentKind::Exact,
+        }
+    }
+
+    fn lens(data: &[u8], segments: Vec<Segment>) -> Vec<usize> {
+        let mut c = SquashfsChunker::new(data, segments);
+        let mut out = Vec::new();
+        let mut joined = Vec::new();
+        while let Some(chunk) = c.next_chunk().unwrap() {
+            out.push(chunk.len());
+            joined.extend(chunk);
+        }
+        assert_eq!(joined, data, "chunks join to the input");
+        out
+    }
+
+    #[test]
+    fn stream_follows_the_plan_and_survives_a_changed_file() {
+        let data: Vec<u8> = (0..1000u32).map(|i| i as u8).collect();
+        let plan = vec![exact(0, 96), exact(96, 404), exact(500, 500)];
+        assert_eq!(lens(&data, plan.clone()), vec![96, 404, 500]);
+        // Shrunk since planning: the stream ends early, nothing is invented.
+        assert_eq!(lens(&data[..600], plan.clone()), vec![96, 404, 100]);
+        // Grown: the extra bytes are buzhash-cut (one short chunk here).
+        let mut more = data.clone();
+        more.extend([7u8; 50]);
+        assert_eq!(lens(&more, plan), vec![96, 404, 500, 50]);
+        assert_eq!(lens(&[], Vec::new()), Vec::<usize>::new());
+    }
+
+    #[test]
+    fn not_an_image_is_one_opaque_segment() {
+        let data = vec![0x42u8; 5000];
+        let p = plan(&mut &data[..], 0).unwrap();
+        assert_eq!(p.image, Err(Unrecognized::NotFound));
+        assert_eq!(
+            p.segments,
+            vec![Segment {
+                start: 0,
+                len: 5000,
+                kind: SegmentKind::Opaque
+            }]
+        );
+        assert!(plan(&mut &[][..], 0).unwrap().segments.is_empty());
+    }
+}
