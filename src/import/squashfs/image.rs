@@ -10,25 +10,20 @@
 use std::collections::BTreeSet;
 use std::io;
 
-use super::meta::{self, walk_chain, Compressor, METADATA_SIZE};
+use super::inode::regular_files;
+use super::locate::locate;
+use super::meta::{self, u16_at, u32_at, u64_at, walk_chain, Compressor, METADATA_SIZE};
 
 /// The squashfs magic, `hsqs`.
 pub const MAGIC: &[u8; 4] = b"hsqs";
 /// Superblock length.
 pub const SUPERBLOCK_LEN: u64 = 96;
-/// How far into an ELF file a superblock is searched for when the section headers do not
-/// end at one.
-pub const SCAN_WINDOW: u64 = 2 << 20;
 /// Most decompressed table bytes (inodes + fragment table) held while planning.
 pub const MAX_TABLE_BYTES: usize = 64 << 20;
 /// Most blocks listed for one image.
 pub const MAX_PIECES: usize = 2 << 20;
-/// How many `hsqs` candidates the ELF scan tries.
-const MAX_CANDIDATES: usize = 64;
 /// "No such table" in the superblock.
 const INVALID: u64 = u64::MAX;
-/// "No fragment" in an inode.
-const NO_FRAGMENT: u32 = u32::MAX;
 /// Data block size word: stored uncompressed.
 const BLOCK_STORED: u32 = 1 << 24;
 /// Superblock flag: a compressor options metadata block follows the superblock.
@@ -116,18 +111,6 @@ pub struct Superblock {
     pub fragment_table: u64,
     /// Export table index, or none.
     pub export_table: u64,
-}
-
-fn u16_at(b: &[u8], at: usize) -> u16 {
-    u16::from_le_bytes([b[at], b[at + 1]])
-}
-fn u32_at(b: &[u8], at: usize) -> u32 {
-    u32::from_le_bytes([b[at], b[at + 1], b[at + 2], b[at + 3]])
-}
-fn u64_at(b: &[u8], at: usize) -> u64 {
-    let mut w = [0u8; 8];
-    w.copy_from_slice(&b[at..at + 8]);
-    u64::from_le_bytes(w)
 }
 
 impl Superblock {
@@ -257,98 +240,6 @@ pub fn read_image<S: ImageSource>(src: &mut S) -> io::Result<Result<Image, Unrec
         Err(Fail::Io(e)) => return Err(e),
         Err(Fail::Bad(u)) => Err(u),
     })
-}
-
-/// The image's start: 0, the end of the ELF section header table (how AppImage runtimes
-/// find their image), or the first valid superblock in the first [`SCAN_WINDOW`] bytes of an
-/// ELF file.
-fn locate<S: ImageSource>(src: &mut S) -> io::Result<Result<(u64, Superblock), Unrecognized>> {
-    let size = src.size();
-    let mut first_bad = None;
-    let mut try_at = |src: &mut S, at: u64| -> io::Result<Option<Superblock>> {
-        if at.checked_add(SUPERBLOCK_LEN).is_none_or(|end| end > size) {
-            return Ok(None);
-        }
-        let mut b = [0u8; 96];
-        src.read_at(at, &mut b)?;
-        match Superblock::parse(&b, size - at) {
-            Ok(sb) => Ok(Some(sb)),
-            Err("no magic") => Ok(None),
-            Err(reason) => {
-                first_bad.get_or_insert(Unrecognized::BadSuperblock { offset: at, reason });
-                Ok(None)
-            }
-        }
-    };
-    if let Some(sb) = try_at(src, 0)? {
-        return Ok(Ok((0, sb)));
-    }
-    let mut head = [0u8; 64];
-    if size >= 64 {
-        src.read_at(0, &mut head)?;
-    }
-    if &head[..4] == b"\x7fELF" {
-        if let Some(end) = elf_end(&head) {
-            if let Some(sb) = try_at(src, end)? {
-                return Ok(Ok((end, sb)));
-            }
-        }
-        let mut window = vec![0u8; usize::try_from(size.min(SCAN_WINDOW)).unwrap_or(0)];
-        src.read_at(0, &mut window)?;
-        let hits = window
-            .windows(4)
-            .enumerate()
-            .filter(|(_, w)| w == MAGIC)
-            .take(MAX_CANDIDATES)
-            .map(|(i, _)| i as u64)
-            .collect::<Vec<_>>();
-        for at in hits {
-            if let Some(sb) = try_at(src, at)? {
-                return Ok(Ok((at, sb)));
-            }
-        }
-    }
-    Ok(Err(first_bad.unwrap_or(Unrecognized::NotFound)))
-}
-
-/// `e_shoff + e_shentsize * e_shnum` from an ELF header (32- or 64-bit, either byte order).
-pub fn elf_end(h: &[u8; 64]) -> Option<u64> {
-    let le = match h[5] {
-        1 => true,
-        2 => false,
-        _ => return None,
-    };
-    let u16f = |at: usize| {
-        let w = [h[at], h[at + 1]];
-        u64::from(if le {
-            u16::from_le_bytes(w)
-        } else {
-            u16::from_be_bytes(w)
-        })
-    };
-    let (shoff, ent, num) = match h[4] {
-        1 => {
-            let w = [h[0x20], h[0x21], h[0x22], h[0x23]];
-            let off = if le {
-                u32::from_le_bytes(w)
-            } else {
-                u32::from_be_bytes(w)
-            };
-            (u64::from(off), u16f(0x2e), u16f(0x30))
-        }
-        2 => {
-            let mut w = [0u8; 8];
-            w.copy_from_slice(&h[0x28..0x30]);
-            let off = if le {
-                u64::from_le_bytes(w)
-            } else {
-                u64::from_be_bytes(w)
-            };
-            (off, u16f(0x3a), u16f(0x3c))
-        }
-        _ => return None,
-    };
-    shoff.checked_add(ent * num)
 }
 
 enum Fail {
@@ -647,105 +538,23 @@ impl<S: ImageSource> Walker<'_, S> {
         self.push(start, len, kind)
     }
 
-    /// Walks `inode_count` inodes and records each regular file's data blocks.
+    /// Records each regular file's data blocks, from the decoded inode table.
     fn files(&mut self, t: &[u8], fragments: u32, data_start: u64) -> Result<(), Fail> {
         let table = "inode table";
         let at = self.base + self.sb.inode_table;
-        let block_size = u64::from(self.sb.block_size);
-        let mut pos = 0usize;
-        let mut run = 0u32;
-        let need = |pos: usize, n: usize| -> Result<(), Fail> {
-            if pos.checked_add(n).is_none_or(|e| e > t.len()) {
-                Err(bad(table, at, "inode runs past the table"))
-            } else {
-                Ok(())
-            }
-        };
-        // Each inode takes at least 20 bytes, so the table's size bounds the loop too.
-        for _ in 0..self.sb.inode_count {
-            need(pos, 16)?;
-            let ty = u16_at(t, pos);
-            let body = pos + 16;
-            let (start, size, frag, list) = match ty {
-                1 => {
-                    pos = body + 16;
-                    continue;
-                }
-                2 => {
-                    need(body, 16)?;
-                    (
-                        u64::from(u32_at(t, body)),
-                        u64::from(u32_at(t, body + 12)),
-                        u32_at(t, body + 4),
-                        body + 16,
-                    )
-                }
-                3 | 10 => {
-                    need(body, 8)?;
-                    let target = u32_at(t, body + 4) as usize;
-                    pos = (body + 8)
-                        .saturating_add(target)
-                        .saturating_add(if ty == 10 { 4 } else { 0 });
-                    continue;
-                }
-                4 | 5 => {
-                    pos = body + 8;
-                    continue;
-                }
-                6 | 7 => {
-                    pos = body + 4;
-                    continue;
-                }
-                8 => {
-                    need(body, 24)?;
-                    let count = u16_at(t, body + 16);
-                    pos = body + 24;
-                    for _ in 0..count {
-                        need(pos, 12)?;
-                        pos = (pos + 13).saturating_add(u32_at(t, pos + 8) as usize);
-                    }
-                    continue;
-                }
-                9 => {
-                    need(body, 40)?;
-                    (
-                        u64_at(t, body),
-                        u64_at(t, body + 8),
-                        u32_at(t, body + 28),
-                        body + 40,
-                    )
-                }
-                11 | 12 => {
-                    pos = body + 12;
-                    continue;
-                }
-                13 | 14 => {
-                    pos = body + 8;
-                    continue;
-                }
-                _ => return Err(bad(table, at, "unknown inode type")),
-            };
-            if frag != NO_FRAGMENT && frag >= fragments {
-                return Err(bad(table, at, "file names a fragment that does not exist"));
-            }
-            let count = if frag == NO_FRAGMENT {
-                size.div_ceil(block_size)
-            } else {
-                size / block_size
-            };
-            let count = usize::try_from(count).map_err(|_| bad(table, at, "file too large"))?;
-            need(list, count.saturating_mul(4))?;
-            let mut cursor = start;
-            for i in 0..count {
-                let len = self.block_len(u32_at(t, list + 4 * i), table)?;
+        let files = regular_files(t, self.sb.inode_count, self.sb.block_size, fragments)
+            .map_err(|reason| bad(table, at, reason))?;
+        for (run, file) in files.iter().enumerate() {
+            let run = u32::try_from(run).map_err(|_| bad(table, at, "too many files"))?;
+            let mut cursor = file.start;
+            for word in file.words.chunks_exact(4) {
+                let len = self.block_len(u32_at(word, 0), table)?;
                 if len == 0 {
                     continue; // a sparse block: no bytes on disk
                 }
                 self.data_piece(table, cursor, len, data_start, PieceKind::Data { run })?;
                 cursor += len;
             }
-            run = run.wrapping_add(1);
-            pos = list + 4 * count;
         }
         Ok(())
     }

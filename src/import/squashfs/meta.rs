@@ -1,4 +1,5 @@
-//! Squashfs metadata blocks: the 2-byte header (length, "stored uncompressed" bit) and
+//! Squashfs metadata blocks (and the little-endian readers the other parts share): the
+//! 2-byte header (length, "stored uncompressed" bit) and
 //! decompression with the image's compressor, each block bounded to 8 KiB of output.
 //!
 //! gzip (zlib streams), xz, lz4 and zstd are decoded with pure-Rust crates; lzma (legacy)
@@ -11,6 +12,23 @@ use std::io::{self, Read, Write};
 pub const METADATA_SIZE: usize = 8192;
 /// Header bit: the block is stored uncompressed.
 const STORED: u16 = 1 << 15;
+
+/// Little-endian `u16` at `at` (callers have checked the bounds).
+pub(crate) fn u16_at(b: &[u8], at: usize) -> u16 {
+    u16::from_le_bytes([b[at], b[at + 1]])
+}
+
+/// Little-endian `u32` at `at` (callers have checked the bounds).
+pub(crate) fn u32_at(b: &[u8], at: usize) -> u32 {
+    u32::from_le_bytes([b[at], b[at + 1], b[at + 2], b[at + 3]])
+}
+
+/// Little-endian `u64` at `at` (callers have checked the bounds).
+pub(crate) fn u64_at(b: &[u8], at: usize) -> u64 {
+    let mut w = [0u8; 8];
+    w.copy_from_slice(&b[at..at + 8]);
+    u64::from_le_bytes(w)
+}
 
 /// The compressor named in the superblock.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -29,6 +29,8 @@
 //! the plan (16 bytes per chunk) plus one chunk.
 
 pub mod image;
+pub mod inode;
+pub mod locate;
 pub mod meta;
 
 use std::io::{self, Read, Seek, SeekFrom, Take};
