@@ -11,6 +11,7 @@ pub mod dist;
 pub mod fetch;
 pub mod fs;
 pub mod import;
+pub mod name;
 pub mod serve;
 pub mod store;
 pub mod unixfs;

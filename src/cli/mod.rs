@@ -4,6 +4,7 @@
 use clap::{Parser, Subcommand};
 
 mod add;
+mod key;
 mod mount;
 mod serve;
 
@@ -19,6 +20,8 @@ struct Cli {
 enum Command {
     /// Import a file or directory tree as a UnixFS DAG (Kubo `ipfs add` compatible).
     Add(add::AddArgs),
+    /// Manage IPNS signing keys.
+    Key(key::KeyArgs),
     /// Mount a distribution root as a read-only filesystem (foreground).
     Mount(mount::MountArgs),
     /// Run a trustless HTTP gateway over a block store and CAR files.
@@ -31,6 +34,7 @@ pub fn main() -> i32 {
     init_tracing();
     let result = match cli.command {
         Command::Add(args) => add::run(args),
+        Command::Key(args) => key::run(args),
         Command::Mount(args) => mount::run(args),
         Command::Serve(args) => serve::run(args),
     };
