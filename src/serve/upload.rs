@@ -15,7 +15,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use axum::extract::{Request, State};
-use axum::http::{header, StatusCode};
+use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
 
@@ -125,10 +125,18 @@ struct Accepted {
 /// `POST /api/v1/car`.
 pub async fn upload_handler(State(gw): State<Arc<Gateway>>, req: Request) -> Response {
     let result = upload(&gw, req).await;
-    if let (Err(_), Some(up)) = (&result, gw.uploads()) {
+    let refused = result.is_err();
+    if let (true, Some(up)) = (refused, gw.uploads()) {
         up.refused.fetch_add(1, Ordering::Relaxed);
     }
-    tagged(RouteKind::Upload, None, result)
+    let mut resp = tagged(RouteKind::Upload, None, result);
+    if refused {
+        // The body may be partly unread: this connection cannot carry another request, and
+        // the client must not reuse it (it would see the rest of our answer as garbage).
+        resp.headers_mut()
+            .insert(header::CONNECTION, HeaderValue::from_static("close"));
+    }
+    resp
 }
 
 #[tracing::instrument(skip_all)]
