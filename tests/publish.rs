@@ -263,6 +263,7 @@ async fn publish_versions_and_read_them_back() {
         "second version uploaded {v2_bytes} bytes: the README was sent again"
     );
 
+    let raw_before = server.stats()["by_kind"]["raw"].as_u64().unwrap_or(0);
     let p3 = publish_ok(
         &server,
         &key_path,
@@ -277,6 +278,11 @@ async fn publish_versions_and_read_them_back() {
         &[&rc],
     );
     assert_eq!(p3["sequence"], "2");
+    // Only the path was read: one HEAD per new block, plus GETs of the root, the project
+    // directory and its versions file — not the ~40 blocks of the tree so far.
+    let raw_requests = server.stats()["by_kind"]["raw"].as_u64().unwrap() - raw_before;
+    let (_, new_blocks, _) = pushed_counts(&p3);
+    assert_eq!(raw_requests, new_blocks + 3, "{p3:?}");
     let p4 = publish_ok(
         &server,
         &key_path,
