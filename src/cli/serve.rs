@@ -1,7 +1,8 @@
 //! `distfs serve`: runs the trustless gateway (`distfs::serve`) over on-disk stores, CAR
-//! files and a directory of IPNS records. Binds first, then prints the bound address as one
-//! line on stdout (so `--listen 127.0.0.1:0` works for tests), and runs until SIGINT or
-//! SIGTERM, letting in-flight requests finish (for up to 10 s) before exiting 0.
+//! files and a directory of IPNS records (which also takes verified records PUT to it).
+//! Binds first, then prints the bound address as one line on stdout (so `--listen
+//! 127.0.0.1:0` works for tests), and runs until SIGINT or SIGTERM, letting in-flight
+//! requests finish (for up to 10 s) before exiting 0.
 
 use std::io::Write;
 use std::net::SocketAddr;
@@ -24,7 +25,8 @@ pub struct ServeArgs {
     /// A CARv1 file to serve, loaded into memory with every block verified (repeatable).
     #[arg(long = "car", value_name = "FILE")]
     cars: Vec<PathBuf>,
-    /// A directory of `<name>.ipns-record` files to serve.
+    /// A directory of `<name>.ipns-record` files to serve; records accepted by
+    /// `PUT /routing/v1/ipns/{name}` are written here (default: `<first --store>/ipns`).
     #[arg(long, value_name = "DIR")]
     ipns_dir: Option<PathBuf>,
     /// Accept block uploads (`POST /api/v1/car`) into the first --store from clients that

@@ -32,12 +32,17 @@ mod flight;
 mod gateway;
 mod health;
 mod push;
+mod record;
 
 pub use fetcher::{Fetcher, FetcherConfig};
 pub use flight::{FlightLost, SingleFlight};
 pub use gateway::{GatewayClient, DEFAULT_REQUEST_TIMEOUT};
 pub use health::SourceStats;
 pub use push::{PushClient, PushError, UploadReceipt, DEFAULT_PUSH_TIMEOUT};
+pub use record::{
+    RecordApi, RecordClient, RecordFetchError, DEFAULT_RECORD_TIMEOUT, IPNS_RECORD_MEDIA_TYPE,
+    MAX_RECORD_BYTES,
+};
 
 /// Something that can hand out one verified block. Implementations must verify what they
 /// return (construct it with [`Block::verified`]) and must answer [`FetchError::NotFound`]

@@ -5,6 +5,8 @@
 //! the only file I/O is [`Keypair::load`] / [`Keypair::save`].
 
 mod cbor;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod key;
 mod pb;
 pub mod record;

@@ -48,6 +48,12 @@ pub enum ServeError {
     /// No record is held for this IPNS name.
     #[error("no IPNS record held for {name}")]
     NameNotFound { name: String },
+    /// A PUT record that does not verify for its name (the reason says which rule failed).
+    #[error("IPNS record refused: {reason}")]
+    RecordRefused { reason: String },
+    /// A PUT record whose sequence is not above the record already held.
+    #[error("IPNS record refused: sequence {offered} is not above the held sequence {held}")]
+    StaleRecord { held: u64, offered: u64 },
     /// The `Range` asks only for bytes past the end.
     #[error("range not satisfiable: the block is {size} bytes")]
     RangeNotSatisfiable { size: u64 },
@@ -85,7 +91,9 @@ impl ServeError {
             ServeError::BadCid { .. }
             | ServeError::BadName { .. }
             | ServeError::BadRequest { .. }
-            | ServeError::NoFormat => StatusCode::BAD_REQUEST,
+            | ServeError::NoFormat
+            | ServeError::RecordRefused { .. } => StatusCode::BAD_REQUEST,
+            ServeError::StaleRecord { .. } => StatusCode::CONFLICT,
             ServeError::NotAcceptable { .. } => StatusCode::NOT_ACCEPTABLE,
             ServeError::UploadsDisabled => StatusCode::FORBIDDEN,
             ServeError::Unauthorized => StatusCode::UNAUTHORIZED,
@@ -161,6 +169,14 @@ mod tests {
             (ServeError::UploadsDisabled, 403),
             (ServeError::Unauthorized, 401),
             (ServeError::PayloadTooLarge { limit: 1 }, 413),
+            (ServeError::RecordRefused { reason: "x".into() }, 400),
+            (
+                ServeError::StaleRecord {
+                    held: 2,
+                    offered: 1,
+                },
+                409,
+            ),
         ];
         for (err, code) in cases {
             assert_eq!(err.status().as_u16(), code, "{err}");

@@ -2,7 +2,7 @@
 //! raw blocks, CAR streams and signed IPNS records — over a list of block sources.
 //!
 //! Routes: `GET|HEAD /ipfs/{cid}[/path]` (raw or CAR, chosen by `?format=` or `Accept`),
-//! `GET|HEAD /ipns/{name}` (record), `GET|HEAD /routing/v1/ipns/{name}` (record), and
+//! `GET|HEAD /ipns/{name}` (record), `GET|HEAD|PUT /routing/v1/ipns/{name}` (record),
 //! `GET /debug/stats` (request counters as JSON, for tests and operators), and
 //! `POST /api/v1/car` (authenticated block upload, off unless a token is configured).
 //!
@@ -76,7 +76,8 @@ pub struct GatewaySources {
     pub stores: Vec<PathBuf>,
     /// CAR files loaded into memory (every block verified), asked after the stores.
     pub cars: Vec<PathBuf>,
-    /// A directory of `*.ipns-record` files.
+    /// A directory of `*.ipns-record` files, served and also where accepted PUTs are
+    /// written; without it, `<first store>/ipns` (created if missing) plays that role.
     pub ipns_dir: Option<PathBuf>,
     /// A file holding the bearer token that enables `POST /api/v1/car` uploads into the
     /// first store; `None` = uploads refused.
@@ -148,8 +149,13 @@ impl Gateway {
                     .unwrap_or(upload::DEFAULT_MAX_UPLOAD),
             });
         }
-        if let Some(dir) = &sources.ipns_dir {
-            let n = gw.records.load_dir(dir).await?;
+        let record_dir = sources
+            .ipns_dir
+            .clone()
+            .or_else(|| sources.stores.first().map(|s| s.join("ipns")));
+        if let Some(dir) = record_dir {
+            gw.records = IpnsRecords::with_dir(&dir)?;
+            let n = gw.records.load_dir(&dir).await?;
             tracing::info!(dir = %dir.display(), records = n, "loaded IPNS records");
         }
         Ok(gw)
@@ -200,7 +206,10 @@ pub fn router(state: Arc<Gateway>) -> Router {
     Router::new()
         .route("/ipfs/{*rest}", get(ipfs_handler))
         .route("/ipns/{*rest}", get(ipns::gateway_handler))
-        .route("/routing/v1/ipns/{name}", get(ipns::routing_handler))
+        .route(
+            "/routing/v1/ipns/{name}",
+            get(ipns::routing_handler).put(ipns::routing_put_handler),
+        )
         .route("/debug/stats", get(stats_handler))
         .route("/api/v1/car", post(upload::upload_handler))
         .fallback(fallback)
