@@ -191,7 +191,6 @@ async fn path_ino(view: &DistView, path: &[&str]) -> u64 {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "needs serve's PUT /routing/v1/ipns/{name} from the name branch; un-ignored when merged"]
 async fn publish_versions_and_read_them_back() {
     let tmp = tempdir();
     let server = Server::start(tmp.path(), &[]);

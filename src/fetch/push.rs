@@ -1,7 +1,7 @@
 //! The publisher's HTTP client for a `distfs serve` target: asks which blocks it already
 //! holds (`HEAD /ipfs/{cid}?format=raw`), uploads blocks as a CAR (`POST /api/v1/car` with a
-//! bearer token), and reads and writes IPNS records through delegated routing
-//! (`GET|PUT /routing/v1/ipns/{name}`, SPECS.md §8).
+//! bearer token), and stores IPNS records through delegated routing
+//! (`PUT /routing/v1/ipns/{name}`, SPECS.md §8; reading them is [`super::RecordClient`]).
 //!
 //! Every request is bounded in time; every answer we read is bounded in size. Error
 //! messages carry the server's one-line reason so that a refused upload says why.
@@ -19,11 +19,9 @@ use super::GatewayClient;
 const CAR_MEDIA_TYPE: &str = "application/vnd.ipld.car";
 /// The media type of a signed IPNS record.
 const IPNS_RECORD_MEDIA_TYPE: &str = "application/vnd.ipfs.ipns-record";
-/// The largest IPNS record we read (SPECS.md §7.1).
-const MAX_RECORD_SIZE: usize = 10 * 1024;
 /// The most bytes of an answer body we read (JSON receipts, error messages).
 const MAX_ANSWER: usize = 64 * 1024;
-/// Time limit for one small request (HEAD, record GET/PUT).
+/// Time limit for one small request (HEAD, record PUT).
 pub const DEFAULT_PUSH_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// Why talking to the target failed.
@@ -156,39 +154,6 @@ impl PushClient {
             url,
             reason: format!("upload receipt is not the expected JSON: {e}"),
         })
-    }
-
-    /// The record the target holds for `name` (`None` when it has none).
-    pub async fn get_record(&self, name: &str) -> Result<Option<Bytes>, PushError> {
-        let url = format!("{}/routing/v1/ipns/{name}", self.base);
-        let resp = self
-            .http
-            .get(&url)
-            .header(ACCEPT, IPNS_RECORD_MEDIA_TYPE)
-            .timeout(self.timeout)
-            .send()
-            .await
-            .map_err(|e| transport(&url, &e))?;
-        match resp.status() {
-            StatusCode::OK => {}
-            StatusCode::NOT_FOUND => return Ok(None),
-            status => return Err(refused(&url, status, resp).await),
-        }
-        let ct = resp
-            .headers()
-            .get(CONTENT_TYPE)
-            .and_then(|v| v.to_str().ok())
-            .unwrap_or_default()
-            .to_string();
-        // SPECS.md §8: any other content type means "not found".
-        if !ct
-            .split(';')
-            .next()
-            .is_some_and(|t| t.trim().eq_ignore_ascii_case(IPNS_RECORD_MEDIA_TYPE))
-        {
-            return Ok(None);
-        }
-        read_bounded(&url, resp, MAX_RECORD_SIZE).await.map(Some)
     }
 
     /// Stores `record` for `name` at the target (`PUT /routing/v1/ipns/{name}`).

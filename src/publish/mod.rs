@@ -23,7 +23,10 @@ use std::time::{Duration, SystemTime};
 
 use cid::Cid;
 
-use crate::fetch::{Fetcher, FetcherConfig, PushClient, PushError};
+use crate::fetch::{
+    Fetcher, FetcherConfig, PushClient, PushError, RecordApi, RecordClient, RecordFetchError,
+    DEFAULT_RECORD_TIMEOUT,
+};
 use crate::import::{ChunkerSpec, ImportError, ImportOptions, Profile};
 use crate::name::key::Keypair;
 use crate::name::{record, IpnsName};
@@ -84,6 +87,9 @@ pub enum PublishError {
     /// Talking to the target failed.
     #[error(transparent)]
     Push(#[from] PushError),
+    /// Reading the target's record failed.
+    #[error("reading the current record: {0}")]
+    Record(#[from] RecordFetchError),
     /// Reading the target as a block source failed to start.
     #[error("cannot read blocks from the target: {0}")]
     Fetch(String),
@@ -211,7 +217,13 @@ async fn current(
         name: name.to_string(),
         reason,
     };
-    let Some(bytes) = client.get_record(&name.to_string()).await? else {
+    let records = RecordClient::new(
+        client.base(),
+        RecordApi::Routing,
+        RecordClient::http_client()?,
+        DEFAULT_RECORD_TIMEOUT,
+    )?;
+    let Some(bytes) = records.get(&name.to_string()).await? else {
         return Ok(Current {
             root,
             next_sequence: 0,
