@@ -144,7 +144,7 @@ impl<R: Read, S: BlockSink + ?Sized> Builder<'_, R, S> {
             Some(m) => {
                 let mut ud = Data {
                     r#type: ty as i32,
-                    data,
+                    data: data.map(Bytes::from),
                     filesize: Some(filesize),
                     ..Default::default()
                 };
@@ -322,7 +322,7 @@ mod tests {
                 for data in [None, Some(chunk.as_slice())] {
                     let ud = Data {
                         r#type: ty as i32,
-                        data: data.map(<[u8]>::to_vec),
+                        data: data.map(Bytes::copy_from_slice),
                         filesize: Some(len as u64),
                         ..Default::default()
                     };

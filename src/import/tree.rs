@@ -209,7 +209,7 @@ impl<S: BlockSink + ?Sized> Walker<'_, S> {
     fn symlink(&mut self, target: &[u8], meta: &Metadata) -> Result<(Cid, u64), ImportError> {
         let mut ud = Data {
             r#type: DataType::Symlink as i32,
-            data: Some(target.to_vec()),
+            data: Some(bytes::Bytes::copy_from_slice(target)),
             ..Default::default()
         };
         meta.apply(&mut ud);
