@@ -208,6 +208,12 @@ async fn publish_versions_and_read_them_back() {
     // Over 2 MiB, so one upload is larger than common default body limits.
     let v1_bytes = det_bytes("hello-v1", 3_000_000);
     let v1 = write_bytes(&src.join("v1/hello_v1.0.0_linux-amd64.tar.gz"), &v1_bytes);
+    // Named like an AppImage: it goes through the squashfs chunker choice (and, not being a
+    // squashfs image, is still published whole and byte-exact).
+    let app = write_bytes(
+        &src.join("v2/hello-x86_64.AppImage"),
+        &det_bytes("hello-app", 400_000),
+    );
     let v2 = write_bytes(
         &src.join("v2/hello_v1.1.0_linux-amd64.tar.gz"),
         &det_bytes("hello-v2", 900_000),
@@ -242,7 +248,7 @@ async fn publish_versions_and_read_them_back() {
         &server,
         &key_path,
         &["--project", "hello", "--version", "v1.1.0"],
-        &[&v2, &readme],
+        &[&v2, &app, &readme],
     );
     assert_eq!(p2["sequence"], "1");
     assert_eq!(p2["previous"], p1["root"]);
@@ -258,7 +264,7 @@ async fn publish_versions_and_read_them_back() {
     assert_eq!(v2_stored, sent);
     let v2_bytes = stats["bytes"].as_u64().unwrap() - after_first["bytes"].as_u64().unwrap();
     assert!(
-        v2_bytes < 900_000 + 100_000,
+        v2_bytes < 900_000 + 400_000 + 100_000,
         "second version uploaded {v2_bytes} bytes: the README was sent again"
     );
 
@@ -368,6 +374,12 @@ async fn publish_versions_and_read_them_back() {
     );
     let rd = path_ino(&view, &["hello", "v1.1.0", "README.md"]).await;
     assert_eq!(read_all(&view, rd).await, readme_bytes);
+    let app_ino = path_ino(&view, &["hello", "v1.1.0", "hello-x86_64.AppImage"]).await;
+    assert_eq!(
+        read_all(&view, app_ino).await,
+        det_bytes("hello-app", 400_000)
+    );
+    assert_eq!(view.inode(app_ino).unwrap().perm, 0o555);
     let dj = path_ino(&view, &["hello", "v1.0.0", "dist.json"]).await;
     let dist: serde_json::Value = serde_json::from_slice(&read_all(&view, dj).await).unwrap();
     assert_eq!(dist["id"], "hello");
