@@ -423,6 +423,30 @@ async fn publish_versions_and_read_them_back() {
     .await
     .unwrap();
     assert_eq!(checked.0, b"v1.0.0\nv1.1.0\nv1.2.0-rc1\n");
+
+    // --root builds on a given root instead of the record's: a branch off the first
+    // release, read back from a second gateway (--gateway) since the target is asked first.
+    let p5 = publish_ok(
+        &server,
+        &key_path,
+        &[
+            "--project",
+            "hello",
+            "--version",
+            "v1.0.1",
+            "--root",
+            &p1["root"],
+            "--gateway",
+            &server.url,
+        ],
+        &[&readme],
+    );
+    assert_eq!(p5["sequence"], "4");
+    assert_eq!(p5["previous"], p1["root"]);
+    let view = view_of(&server, root_of(&p5), &tmp.path().join("cache5"));
+    let versions = path_ino(&view, &["hello", "versions"]).await;
+    assert_eq!(read_all(&view, versions).await, b"v1.0.0\nv1.0.1\n");
+    assert_eq!(names(&view, ROOT_INO).await, ["hello"]);
     assert_eq!(checked.1, det_bytes("hello-v2", 900_000));
     assert_eq!(checked.2, det_bytes("hello-rc", 300_000));
 }

@@ -31,6 +31,10 @@ pub struct PublishArgs {
     /// The `distfs serve` to publish to (it must accept uploads: --upload-token-file).
     #[arg(long, value_name = "URL")]
     to: String,
+    /// Another trustless gateway to read the current tree from, after the target
+    /// (repeatable).
+    #[arg(long = "gateway", value_name = "URL")]
+    gateways: Vec<String>,
     /// A file whose first line is the upload token.
     #[arg(long, value_name = "FILE", conflicts_with = "token")]
     token_file: Option<PathBuf>,
@@ -73,6 +77,7 @@ pub fn run(args: PublishArgs) -> anyhow::Result<()> {
     let mut opts = Options::new(token);
     opts.ttl = args.ttl;
     opts.lifetime = args.lifetime;
+    opts.gateways = args.gateways;
     if let Some(root) = &args.root {
         opts.root = Some(publish::root_of(root).map_err(anyhow::Error::msg)?);
     }

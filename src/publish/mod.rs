@@ -9,7 +9,8 @@
 //!    squashfs images, fixed-size otherwise) and writes the version's `dist.json`
 //!    ([`distjson`]);
 //! 3. rebuilds the version, project and root directories ([`layout`]), fetching only the
-//!    blocks on that path from the target through `fetch` ([`remote`]);
+//!    blocks on that path from the target (then any `--gateway`) through `fetch`
+//!    ([`remote`]);
 //! 4. signs a record with sequence + 1 for `/ipfs/<new root>`;
 //! 5. pushes the new blocks the target lacks as CAR uploads ([`push`]), then the record.
 //!
@@ -166,6 +167,8 @@ pub struct Options {
     pub lifetime: Duration,
     /// The upload token.
     pub token: String,
+    /// More trustless gateways to read the current tree from (after the target).
+    pub gateways: Vec<String>,
     /// Import settings per file (tests override; [`import_options_for`] by default).
     pub chunking: fn(&std::path::Path, &[u8]) -> ImportOptions,
 }
@@ -178,6 +181,7 @@ impl Options {
             ttl: Duration::from_secs(60),
             lifetime: Duration::from_secs(7 * 24 * 3600),
             token,
+            gateways: Vec::new(),
             chunking: import_options_for,
         }
     }
@@ -291,7 +295,9 @@ pub async fn publish(
     let dist_json = distjson::dist_json(&info, &facts, SystemTime::now());
     entries.push(push::text_entry("dist.json", &dist_json, &mut sink)?);
 
-    let fetcher = Fetcher::from_gateways(&[client.base()], FetcherConfig::default())
+    let mut sources = vec![client.base().to_string()];
+    sources.extend(opts.gateways.iter().cloned());
+    let fetcher = Fetcher::from_gateways(&sources, FetcherConfig::default())
         .map_err(|e| PublishError::Fetch(e.to_string()))?;
     let store = remote::Remote::new(fetcher);
     let tree = layout::add_version(
