@@ -193,18 +193,28 @@ async fn read_impl<S: BlockStore + ?Sized>(
     Ok(assemble_pieces(pieces, total))
 }
 
-/// The pieces as one buffer: a single piece covering everything is returned as is (no copy).
+/// The pieces as one buffer: a single piece covering everything is returned as is (no copy);
+/// otherwise they are appended in file order (they tile the range: no zero-fill needed).
 fn assemble_pieces(mut pieces: Vec<Piece>, total: usize) -> Bytes {
     if pieces.len() == 1 && pieces[0].dest == 0 && pieces[0].bytes.len() == total {
         return pieces.pop().map(|p| p.bytes).unwrap_or_default();
     }
-    let mut out = BytesMut::zeroed(total);
+    pieces.sort_unstable_by_key(|p| p.dest);
+    let mut out = BytesMut::with_capacity(total);
     for p in pieces {
-        let at = usize::try_from(p.dest).unwrap_or(usize::MAX);
-        if let Some(dst) = out.get_mut(at..at.saturating_add(p.bytes.len())) {
-            dst.copy_from_slice(&p.bytes);
+        // The plan makes the pieces tile 0..total; a gap would be a planning bug, filled
+        // with zeros rather than shifting every later byte.
+        let at = usize::try_from(p.dest).unwrap_or(usize::MAX).min(total);
+        if at > out.len() {
+            out.resize(at, 0);
+        }
+        let room = total.saturating_sub(out.len());
+        let skip = out.len().saturating_sub(at);
+        if let Some(src) = p.bytes.get(skip.min(p.bytes.len())..) {
+            out.extend_from_slice(&src[..src.len().min(room)]);
         }
     }
+    out.resize(total, 0);
     out.freeze()
 }
 
