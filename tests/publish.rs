@@ -208,8 +208,8 @@ async fn publish_versions_and_read_them_back() {
     // Over 2 MiB, so one upload is larger than common default body limits.
     let v1_bytes = det_bytes("hello-v1", 3_000_000);
     let v1 = write_bytes(&src.join("v1/hello_v1.0.0_linux-amd64.tar.gz"), &v1_bytes);
-    // Named like an AppImage: it goes through the squashfs chunker choice (and, not being a
-    // squashfs image, is still published whole and byte-exact).
+    // Named like an AppImage: it goes through the squashfs chunker (which cuts a file that is
+    // not an image with buzhash), and is published whole and byte-exact.
     let app = write_bytes(
         &src.join("v2/hello-x86_64.AppImage"),
         &det_bytes("hello-app", 400_000),
@@ -554,4 +554,77 @@ async fn uploads_are_refused_without_a_token_or_with_a_bad_car() {
     let _ = child.kill();
     let _ = harness::wait_bounded(&mut child, Duration::from_secs(10));
     assert_eq!(resp.unwrap().status(), 403);
+}
+
+/// A squashfs image of `files` (name, bytes), reproducible (fixed times, root-owned).
+fn squashfs_image(dir: &Path, name: &str, files: &[(&str, Vec<u8>)]) -> PathBuf {
+    let tree = dir.join(format!("{name}.tree"));
+    for (file, bytes) in files {
+        write_bytes(&tree.join(file), bytes);
+    }
+    let out = dir.join(name);
+    let status = Command::new("mksquashfs")
+        .arg(&tree)
+        .arg(&out)
+        .args([
+            "-noappend",
+            "-root-owned",
+            "-all-time",
+            "0",
+            "-mkfs-time",
+            "0",
+        ])
+        .args(["-no-xattrs", "-comp", "gzip", "-quiet", "-no-progress"])
+        .stdout(Stdio::null())
+        .status()
+        .expect("run mksquashfs (apt package squashfs-tools; scripts/lib.sh installs it)");
+    assert!(status.success(), "mksquashfs failed");
+    out
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn image_versions_share_blocks_through_the_squashfs_chunker() {
+    let tmp = tempdir();
+    let server = Server::start(tmp.path(), &[]);
+    let key_path = tmp.path().join("key");
+    Keypair::generate().save(&key_path).unwrap();
+    // Version 2 adds a file that sorts first, so every later byte of the image moves: fixed
+    // 256 KiB chunks would share almost nothing, squashfs-aware chunks share the files.
+    let lib = det_bytes("lib", 1_500_000);
+    let data = det_bytes("data", 1_500_000);
+    let new = det_bytes("new", 300_000);
+    let v1 = squashfs_image(
+        tmp.path(),
+        "v1/app.squashfs",
+        &[("lib.so", lib.clone()), ("data.bin", data.clone())],
+    );
+    let v2 = squashfs_image(
+        tmp.path(),
+        "v2/app.squashfs",
+        &[("a-new.dat", new), ("lib.so", lib), ("data.bin", data)],
+    );
+    publish_ok(
+        &server,
+        &key_path,
+        &["--project", "app", "--version", "1"],
+        &[&v1],
+    );
+    let before = server.stats()["uploads"]["bytes"].as_u64().unwrap();
+    let p2 = publish_ok(
+        &server,
+        &key_path,
+        &["--project", "app", "--version", "2"],
+        &[&v2],
+    );
+    let sent = server.stats()["uploads"]["bytes"].as_u64().unwrap() - before;
+    let image = std::fs::read(&v2).unwrap();
+    eprintln!("version 2: {sent} of {} image bytes uploaded", image.len());
+    assert!(
+        sent < 400_000,
+        "version 2 sent {sent} of its {} image bytes: its unchanged files were not shared",
+        image.len()
+    );
+    let view = view_of(&server, root_of(&p2), &tmp.path().join("cache"));
+    let ino = path_ino(&view, &["app", "2", "app.squashfs"]).await;
+    assert_eq!(read_all(&view, ino).await, image);
 }

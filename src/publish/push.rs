@@ -21,9 +21,7 @@ use super::{import_options, PublishError};
 use crate::block::Block;
 use crate::car::{encode_header, encode_section};
 use crate::fetch::PushClient;
-use crate::import::{
-    add_path, import_file, DirEntry, ImportError, ImportOptions, Metadata, VecSink,
-};
+use crate::import::{add_path, import_file, DirEntry, ImportOptions, Metadata, VecSink};
 
 /// The largest CAR sent in one upload (the server's default limit is 128 MiB).
 pub const MAX_CAR_BYTES: usize = 16 * 1024 * 1024;
@@ -87,19 +85,7 @@ pub fn import_files(
         };
         let opts = chunking(path, &head);
         let mut top = None;
-        let cid = match add_path(path, &opts, &mut sink, &mut |e| top = Some(e.clone())) {
-            // A chunker this build cannot run for this file (the squashfs one before it
-            // exists): the file still gets published, with the default chunking.
-            Err(ImportError::BadChunker { spec, reason })
-                if opts.chunker != import_options().chunker =>
-            {
-                tracing::warn!(path = %path.display(), %spec, %reason, "falling back to fixed-size chunks");
-                add_path(path, &import_options(), &mut sink, &mut |e| {
-                    top = Some(e.clone())
-                })?
-            }
-            other => other?,
-        };
+        let cid = add_path(path, &opts, &mut sink, &mut |e| top = Some(e.clone()))?;
         let tsize = top.filter(|e| e.cid == cid).map_or(0, |e| e.tsize);
         facts.push(FileFacts {
             name: name.clone(),
