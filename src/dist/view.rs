@@ -19,7 +19,7 @@ use futures::stream::{self, StreamExt, TryStreamExt};
 use super::inode::{Inode, Inodes, Kind, Level, VersionInfo, ROOT_INO};
 use super::{meta, versions};
 use crate::store::BlockStore;
-use crate::walk::{self, WalkError};
+use crate::walk::{self, NodeCache, WalkError};
 
 /// The most bytes of a `versions` file we read.
 const MAX_VERSIONS_FILE: u64 = 1024 * 1024;
@@ -93,6 +93,8 @@ pub struct DistView {
     inodes: Inodes,
     listings: Mutex<HashMap<u64, Listing>>,
     seq: Mutex<HashMap<u64, Seq>>,
+    /// Decoded internal nodes of the files being read (shared by readers and readahead).
+    nodes: Arc<NodeCache>,
     deadline: Duration,
 }
 
@@ -105,6 +107,7 @@ impl DistView {
             inodes: Inodes::new(root),
             listings: Mutex::default(),
             seq: Mutex::default(),
+            nodes: Arc::default(),
             deadline,
         }
     }
@@ -168,7 +171,13 @@ impl DistView {
             return Err(ViewError::NotAFile { ino });
         }
         self.readahead(&node, offset, u64::from(size));
-        let read = walk::read_range(self.store.as_ref(), &node.cid, offset, u64::from(size));
+        let read = walk::read_range_cached(
+            self.store.as_ref(),
+            &self.nodes,
+            &node.cid,
+            offset,
+            u64::from(size),
+        );
         self.bounded(async { Ok(read.await?) }).await
     }
 
@@ -412,10 +421,12 @@ impl DistView {
         let Ok(handle) = tokio::runtime::Handle::try_current() else {
             return;
         };
-        let store = self.store.clone();
+        let (store, nodes) = (self.store.clone(), Arc::clone(&self.nodes));
         let cid = node.cid;
         handle.spawn(async move {
-            if let Err(e) = walk::read_range(store.as_ref(), &cid, start, READAHEAD_WINDOW).await {
+            let window =
+                walk::prefetch_range(store.as_ref(), &nodes, &cid, start, READAHEAD_WINDOW);
+            if let Err(e) = window.await {
                 tracing::debug!(%cid, start, "readahead failed: {e}");
             }
         });
