@@ -1,15 +1,21 @@
-//! IPNS names, keys and records (SPECS.md §7): [`IpnsName`] in all its spellings, Ed25519
-//! [`Keypair`]s stored as libp2p `PrivateKey` protobufs, and signed records built by
-//! [`create`] and checked by [`verify`] (size, signature V2 over the DAG-CBOR `data`, V1
-//! fields agreeing with it, key matching the name, validity). Pure: no network, no tokio;
-//! the only file I/O is [`Keypair::load`] / [`Keypair::save`].
+//! IPNS names, keys and records (SPECS.md §7), DNSLink (§9), and the resolver that turns a
+//! mount's root spec into a CID.
+//!
+//! Pure parts: [`IpnsName`] in all its spellings, Ed25519 [`Keypair`]s stored as libp2p
+//! `PrivateKey` protobufs, and signed records built by [`create`] and checked by [`verify`]
+//! (size, signature V2 over the DAG-CBOR `data`, V1 fields agreeing with it, key matching
+//! the name, validity). I/O parts: [`dnslink`] (TXT lookups) and [`resolve`] (records from
+//! every configured source, highest valid sequence, never back below a sequence once seen,
+//! the last good record persisted in the cache dir).
 
 mod cbor;
+pub mod dnslink;
 #[doc(hidden)]
 pub mod fuzzing;
 pub mod key;
 mod pb;
 pub mod record;
+pub mod resolve;
 
 use std::fmt;
 use std::path::PathBuf;
@@ -21,6 +27,7 @@ use multihash::Multihash;
 
 pub use key::{Keypair, PublicKey};
 pub use record::{create, verify, Record, RecordError, MAX_RECORD_SIZE};
+pub use resolve::{Resolved, Resolver, ResolverConfig, RootSpec};
 
 /// Multicodec `libp2p-key`: the codec of a CID that names an IPNS key.
 pub const LIBP2P_KEY_CODEC: u64 = 0x72;
