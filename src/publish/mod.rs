@@ -313,6 +313,11 @@ pub async fn publish(
         &mut sink,
     )
     .await?;
+    tracing::info!(
+        fetched = store.fetched(),
+        root = %tree.root,
+        "new tree built (blocks of the current tree read)"
+    );
 
     let eol = SystemTime::now() + opts.lifetime;
     let value = format!("/ipfs/{}", tree.root);
