@@ -11,6 +11,8 @@ pub mod dist;
 pub mod fetch;
 pub mod fs;
 pub mod import;
+pub mod name;
+pub mod publish;
 pub mod serve;
 pub mod store;
 pub mod unixfs;

@@ -523,7 +523,8 @@ async fn ipns_records_on_both_routes() {
         resp.headers()["content-type"],
         "application/vnd.ipfs.ipns-record"
     );
-    assert_eq!(resp.headers()["cache-control"], "public, max-age=60");
+    // max-age is the record's TTL (30 min), as gateway-conformance expects.
+    assert_eq!(resp.headers()["cache-control"], "public, max-age=1800");
     assert_eq!(resp.bytes().await.unwrap(), want);
     let resp = s
         .get_accept(

@@ -4,7 +4,9 @@
 use clap::{Parser, Subcommand};
 
 mod add;
+mod key;
 mod mount;
+mod publish;
 mod serve;
 
 /// distfs: a peer-to-peer software distribution as a read-only filesystem.
@@ -19,8 +21,12 @@ struct Cli {
 enum Command {
     /// Import a file or directory tree as a UnixFS DAG (Kubo `ipfs add` compatible).
     Add(add::AddArgs),
+    /// Manage IPNS signing keys.
+    Key(key::KeyArgs),
     /// Mount a distribution root as a read-only filesystem (foreground).
     Mount(mount::MountArgs),
+    /// Add a version of a project to a distribution and push it with a new IPNS record.
+    Publish(publish::PublishArgs),
     /// Run a trustless HTTP gateway over a block store and CAR files.
     Serve(serve::ServeArgs),
 }
@@ -31,7 +37,9 @@ pub fn main() -> i32 {
     init_tracing();
     let result = match cli.command {
         Command::Add(args) => add::run(args),
+        Command::Key(args) => key::run(args),
         Command::Mount(args) => mount::run(args),
+        Command::Publish(args) => publish::run(args),
         Command::Serve(args) => serve::run(args),
     };
     match result {

@@ -1,7 +1,8 @@
 //! `distfs serve`: runs the trustless gateway (`distfs::serve`) over on-disk stores, CAR
-//! files and a directory of IPNS records. Binds first, then prints the bound address as one
-//! line on stdout (so `--listen 127.0.0.1:0` works for tests), and runs until SIGINT or
-//! SIGTERM, letting in-flight requests finish (for up to 10 s) before exiting 0.
+//! files and a directory of IPNS records (which also takes verified records PUT to it).
+//! Binds first, then prints the bound address as one line on stdout (so `--listen
+//! 127.0.0.1:0` works for tests), and runs until SIGINT or SIGTERM, letting in-flight
+//! requests finish (for up to 10 s) before exiting 0.
 
 use std::io::Write;
 use std::net::SocketAddr;
@@ -24,9 +25,17 @@ pub struct ServeArgs {
     /// A CARv1 file to serve, loaded into memory with every block verified (repeatable).
     #[arg(long = "car", value_name = "FILE")]
     cars: Vec<PathBuf>,
-    /// A directory of `<name>.ipns-record` files to serve.
+    /// A directory of `<name>.ipns-record` files to serve; records accepted by
+    /// `PUT /routing/v1/ipns/{name}` are written here (default: `<first --store>/ipns`).
     #[arg(long, value_name = "DIR")]
     ipns_dir: Option<PathBuf>,
+    /// Accept block uploads (`POST /api/v1/car`) into the first --store from clients that
+    /// send `Authorization: Bearer <the first line of FILE>`. Without it uploads are refused.
+    #[arg(long, value_name = "FILE")]
+    upload_token_file: Option<PathBuf>,
+    /// Largest upload body (SIZE: a number with an optional K/M/G suffix).
+    #[arg(long, value_name = "SIZE", value_parser = parse_size)]
+    upload_max_size: Option<usize>,
     /// Print one line per finished request to stderr.
     #[arg(long)]
     log_requests: bool,
@@ -49,6 +58,8 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         stores: args.stores,
         cars: args.cars,
         ipns_dir: args.ipns_dir,
+        upload_token_file: args.upload_token_file,
+        upload_max_bytes: args.upload_max_size,
     };
     let config = GatewayConfig {
         max_concurrent: args.max_requests as usize,
@@ -90,6 +101,30 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         }
     }
     Ok(())
+}
+
+/// A SIZE value: a number with an optional K/M/G/T suffix (powers of 1024).
+fn parse_size(text: &str) -> Result<usize, String> {
+    let t = text.trim();
+    let (digits, shift) = match t.char_indices().last() {
+        Some((i, c)) if c.is_ascii_alphabetic() => {
+            let shift = match c.to_ascii_uppercase() {
+                'K' => 10,
+                'M' => 20,
+                'G' => 30,
+                'T' => 40,
+                _ => return Err(format!("unknown suffix {c:?}; use K, M, G or T")),
+            };
+            (&t[..i], shift)
+        }
+        _ => (t, 0),
+    };
+    let n: usize = digits
+        .parse()
+        .map_err(|_| format!("{text:?} is not a size (e.g. 64M)"))?;
+    n.checked_mul(1usize << shift)
+        .filter(|n| *n > 0)
+        .ok_or_else(|| format!("{text:?} is zero or too large"))
 }
 
 /// How long in-flight requests may keep running after SIGINT/SIGTERM.

@@ -156,6 +156,8 @@ impl Oracles {
             "@ipld/dag-pb",
             "multiformats",
             "blockstore-core",
+            "ipns",
+            "@libp2p/crypto",
         ] {
             let p = scripts.join("node_modules").join(pkg).join("package.json");
             if !p.exists() {
@@ -212,6 +214,21 @@ impl Oracles {
             .output()
             .expect("spawn the JS oracle (node)");
         parse_tab_lines("js_add.mjs", &out, paths)
+    }
+
+    /// Runs `tests/oracles/ipns.mjs` (the JS `ipns` package) with `args`; returns its parsed
+    /// JSON output, or `Err(stderr)` when it exits non-zero (a record it refuses).
+    pub fn ipns(&self, args: &[&std::ffi::OsStr]) -> Result<serde_json::Value, String> {
+        let out = Command::new("node")
+            .arg(self.scripts.join("ipns.mjs"))
+            .args(args)
+            .stdin(Stdio::null())
+            .output()
+            .expect("spawn ipns.mjs (node)");
+        if !out.status.success() {
+            return Err(String::from_utf8_lossy(&out.stderr).trim().to_string());
+        }
+        Ok(serde_json::from_slice(&out.stdout).expect("ipns.mjs prints JSON"))
     }
 
     /// Reads a CAR with `@ipld/car`, which re-hashes every block. Panics if it rejects the CAR.

@@ -1,0 +1,462 @@
+//! Turning a root spec (`/ipfs/<cid>`, `/ipns/<key>`, `/ipns/<domain>`) into a CID, and
+//! keeping it monotonic.
+//!
+//! [`Resolver::resolve`] asks every configured record source (trustless gateways and
+//! delegated-routing endpoints, concurrently), verifies each answer, takes the best valid
+//! record (highest sequence, then later validity) and never goes back below the highest
+//! sequence it has seen for that name: the last good record of each name is persisted
+//! (atomically, in the state directory inside the cache dir) and loaded again after a
+//! restart, so a restart can neither roll the root back nor lose it while that record is
+//! still valid. DNSLink names are looked up in DNS and followed through `/ipns/` chains up
+//! to [`MAX_DEPTH`] hops. TTLs are clamped to configured bounds.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::str::FromStr;
+use std::time::{Duration, SystemTime};
+
+use bytes::Bytes;
+use cid::Cid;
+
+use super::dnslink::{check_domain, DnsLinkError, DnsLinkResolver};
+use super::record::{verify, Record};
+use super::IpnsName;
+use crate::fetch::RecordClient;
+
+/// Most hops DNSLink → IPNS → … → `/ipfs/` followed.
+pub const MAX_DEPTH: usize = 8;
+/// Default lower bound of a resolved TTL.
+pub const DEFAULT_MIN_TTL: Duration = Duration::from_secs(30);
+/// Default upper bound of a resolved TTL.
+pub const DEFAULT_MAX_TTL: Duration = Duration::from_secs(3600);
+
+/// What a mount is rooted at.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum RootSpec {
+    /// A fixed CID.
+    Ipfs(Cid),
+    /// An IPNS key name.
+    Ipns(IpnsName),
+    /// A DNSLink domain.
+    DnsLink(String),
+}
+
+/// Why a root spec string was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("root {input:?}: {reason}")]
+pub struct RootSpecError {
+    /// The input (shortened).
+    pub input: String,
+    /// What is wrong and what is expected.
+    pub reason: String,
+}
+
+impl FromStr for RootSpec {
+    type Err = RootSpecError;
+
+    /// Parses `/ipfs/<cid>`, `/ipns/<key>` or `/ipns/<domain>` (a trailing `/` is allowed,
+    /// a sub-path is not: a root is a directory CID).
+    fn from_str(s: &str) -> Result<RootSpec, RootSpecError> {
+        let err = |reason: &str| RootSpecError {
+            input: s.chars().take(120).collect(),
+            reason: reason.to_string(),
+        };
+        let (ns, rest) = if let Some(r) = s.strip_prefix("/ipfs/") {
+            ("ipfs", r.trim_end_matches('/'))
+        } else if let Some(r) = s.strip_prefix("/ipns/") {
+            ("ipns", r.trim_end_matches('/'))
+        } else {
+            return Err(err(
+                "expected /ipfs/<cid>, /ipns/<key> or /ipns/<dnslink-domain>",
+            ));
+        };
+        if rest.is_empty() {
+            return Err(err("nothing after the namespace"));
+        }
+        if rest.contains('/') {
+            return Err(err(
+                "a root takes no sub-path: give the root directory itself",
+            ));
+        }
+        match ns {
+            "ipfs" => Cid::try_from(rest)
+                .map(RootSpec::Ipfs)
+                .map_err(|e| err(&format!("not a CID: {e}"))),
+            _ => {
+                if let Ok(name) = rest.parse::<IpnsName>() {
+                    return Ok(RootSpec::Ipns(name));
+                }
+                if rest.contains('.') {
+                    check_domain(rest).map_err(|e| err(&e.to_string()))?;
+                    return Ok(RootSpec::DnsLink(rest.trim_end_matches('.').to_lowercase()));
+                }
+                Err(err("neither an IPNS key name (k51…) nor a DNSLink domain"))
+            }
+        }
+    }
+}
+
+impl fmt::Display for RootSpec {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            RootSpec::Ipfs(cid) => write!(f, "/ipfs/{cid}"),
+            RootSpec::Ipns(name) => write!(f, "/ipns/{name}"),
+            RootSpec::DnsLink(domain) => write!(f, "/ipns/{domain}"),
+        }
+    }
+}
+
+impl RootSpec {
+    /// Whether the root can change (anything but `/ipfs/`).
+    pub fn is_mutable(&self) -> bool {
+        !matches!(self, RootSpec::Ipfs(_))
+    }
+}
+
+/// Why a name could not be resolved.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ResolveError {
+    /// No source had a valid record and none is remembered.
+    #[error("no valid IPNS record for {name}: {}", fmt_reasons(.reasons))]
+    NoRecord {
+        /// The name.
+        name: String,
+        /// (source, why it gave nothing usable).
+        reasons: Vec<(String, String)>,
+    },
+    /// A DNSLink lookup failed.
+    #[error(transparent)]
+    DnsLink(#[from] DnsLinkError),
+    /// A record or DNSLink value that is not a path we can follow.
+    #[error("{at} points to {value:?}, which is not /ipfs/<cid> or /ipns/<name>: {reason}")]
+    BadValue {
+        /// The name or domain.
+        at: String,
+        /// Its value.
+        value: String,
+        /// Why.
+        reason: String,
+    },
+    /// Too many hops (a loop, or an absurd chain).
+    #[error("{start}: more than {MAX_DEPTH} DNSLink/IPNS hops (a loop?)")]
+    TooDeep {
+        /// Where resolution started.
+        start: String,
+    },
+    /// IPNS names are asked but no record source is configured.
+    #[error("cannot resolve {name}: no gateway or routing endpoint is configured")]
+    NoSources {
+        /// The name.
+        name: String,
+    },
+}
+
+fn fmt_reasons(reasons: &[(String, String)]) -> String {
+    if reasons.is_empty() {
+        return "no source answered".into();
+    }
+    reasons
+        .iter()
+        .map(|(s, r)| format!("{s}: {r}"))
+        .collect::<Vec<_>>()
+        .join("; ")
+}
+
+/// A resolved root.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Resolved {
+    /// The root directory CID.
+    pub cid: Cid,
+    /// How long until it should be resolved again (clamped; the minimum over a chain).
+    pub ttl: Duration,
+    /// The sequence of the last IPNS record on the way, if any.
+    pub sequence: Option<u64>,
+    /// Where the final answer came from (a source, `state` for the remembered record,
+    /// `dns`, or `fixed`).
+    pub source: String,
+    /// Answers that were refused on the way (source, reason), for the log.
+    pub refused: Vec<(String, String)>,
+}
+
+/// How a [`Resolver`] is set up.
+#[derive(Clone, Debug)]
+pub struct ResolverConfig {
+    /// Where records are asked.
+    pub sources: Vec<RecordClient>,
+    /// A DNS server for DNSLink (`None`: the system resolver).
+    pub dns_server: Option<SocketAddr>,
+    /// Where the last good record of each name is kept (`None`: memory only).
+    pub state_dir: Option<PathBuf>,
+    /// TTL bounds.
+    pub min_ttl: Duration,
+    /// TTL bounds.
+    pub max_ttl: Duration,
+}
+
+/// Resolves root specs; remembers the best record seen per name.
+#[derive(Debug)]
+pub struct Resolver {
+    config: ResolverConfig,
+    dns: DnsLinkResolver,
+    /// Best record seen per name (binary multihash). Short critical sections, no `.await`.
+    seen: std::sync::Mutex<HashMap<Vec<u8>, Record>>,
+}
+
+impl Resolver {
+    /// A resolver; the state directory is created on first write.
+    pub fn new(config: ResolverConfig) -> Result<Resolver, ResolveError> {
+        let dns = DnsLinkResolver::new(config.dns_server)?;
+        Ok(Resolver {
+            config,
+            dns,
+            seen: std::sync::Mutex::new(HashMap::new()),
+        })
+    }
+
+    fn clamp(&self, ttl: Duration) -> Duration {
+        ttl.clamp(
+            self.config.min_ttl,
+            self.config.max_ttl.max(self.config.min_ttl),
+        )
+    }
+
+    /// Resolves `spec` to a CID (following DNSLink/IPNS chains).
+    #[tracing::instrument(skip_all, fields(root = %spec))]
+    pub async fn resolve(&self, spec: &RootSpec) -> Result<Resolved, ResolveError> {
+        let start = spec.to_string();
+        let mut current = spec.clone();
+        let mut ttl = self.config.max_ttl;
+        let mut sequence = None;
+        let mut source = String::from("fixed");
+        let mut refused = Vec::new();
+        for _ in 0..=MAX_DEPTH {
+            let (value, at) = match &current {
+                RootSpec::Ipfs(cid) => {
+                    return Ok(Resolved {
+                        cid: *cid,
+                        ttl: self.clamp(ttl),
+                        sequence,
+                        source,
+                        refused,
+                    })
+                }
+                RootSpec::Ipns(name) => {
+                    let (rec, from, mut why) = self.resolve_name(name).await?;
+                    refused.append(&mut why);
+                    ttl = ttl.min(rec.ttl);
+                    sequence = Some(rec.sequence);
+                    source = from;
+                    (rec.value, name.to_string())
+                }
+                RootSpec::DnsLink(domain) => {
+                    let link = self.dns.lookup(domain).await?;
+                    ttl = ttl.min(link.ttl);
+                    source = "dns".into();
+                    (link.path, domain.clone())
+                }
+            };
+            current = value
+                .parse::<RootSpec>()
+                .map_err(|e| ResolveError::BadValue {
+                    at,
+                    value: value.clone(),
+                    reason: e.reason,
+                })?;
+        }
+        Err(ResolveError::TooDeep { start })
+    }
+
+    /// The best valid record for `name`: from the sources, never below the remembered one.
+    /// Returns the record, where it came from, and the refused answers.
+    async fn resolve_name(
+        &self,
+        name: &IpnsName,
+    ) -> Result<(Record, String, Vec<(String, String)>), ResolveError> {
+        let text = name.to_string();
+        let remembered = self.remembered(name).await;
+        if self.config.sources.is_empty() && remembered.is_none() {
+            return Err(ResolveError::NoSources { name: text });
+        }
+        let now = SystemTime::now();
+        let answers = futures::future::join_all(
+            self.config
+                .sources
+                .iter()
+                .map(|c| async { (c.describe(), c.get(&text).await) }),
+        )
+        .await;
+        let mut refused = Vec::new();
+        let mut best: Option<(Record, String)> = None;
+        for (from, answer) in answers {
+            let bytes = match answer {
+                Ok(Some(b)) => b,
+                Ok(None) => {
+                    refused.push((from, "no record (404)".into()));
+                    continue;
+                }
+                Err(e) => {
+                    refused.push((from, e.to_string()));
+                    continue;
+                }
+            };
+            match verify(name, &bytes, now) {
+                Ok(rec) => {
+                    if best.as_ref().is_none_or(|(b, _)| rec.supersedes(b)) {
+                        best = Some((rec, from));
+                    }
+                }
+                Err(e) => refused.push((from, format!("refused record ({}): {e}", e.kind()))),
+            }
+        }
+        if let Some(old) = &remembered {
+            match &best {
+                Some((rec, from)) if rec.sequence < old.sequence => {
+                    refused.push((
+                        from.clone(),
+                        format!(
+                            "refused record: sequence {} is below the {} already seen",
+                            rec.sequence, old.sequence
+                        ),
+                    ));
+                    best = None;
+                }
+                Some((rec, _)) if !rec.supersedes(old) && rec.raw != old.raw => best = None,
+                _ => {}
+            }
+        }
+        if let Some((rec, from)) = best {
+            if remembered.as_ref().is_none_or(|old| old.raw != rec.raw) {
+                self.remember(name, &rec).await;
+            }
+            return Ok((rec, from, refused));
+        }
+        match remembered {
+            Some(old) if now <= old.validity => Ok((old, "state".into(), refused)),
+            Some(old) => {
+                refused.push((
+                    "state".into(),
+                    format!("remembered record (sequence {}) has expired", old.sequence),
+                ));
+                Err(ResolveError::NoRecord {
+                    name: text,
+                    reasons: refused,
+                })
+            }
+            None => Err(ResolveError::NoRecord {
+                name: text,
+                reasons: refused,
+            }),
+        }
+    }
+
+    /// The remembered record for `name` (memory, else the state file), expired or not.
+    async fn remembered(&self, name: &IpnsName) -> Option<Record> {
+        let key = name.to_bytes();
+        if let Some(r) = self.lock().get(&key) {
+            return Some(r.clone());
+        }
+        let path = self.state_path(name)?;
+        let bytes = tokio::task::spawn_blocking(move || read_state(&path))
+            .await
+            .ok()
+            .flatten()?;
+        // Verified at the epoch: every rule but expiry, which the caller judges.
+        match verify(name, &bytes, SystemTime::UNIX_EPOCH) {
+            Ok(rec) => {
+                self.lock().entry(key).or_insert(rec.clone());
+                Some(rec)
+            }
+            Err(e) => {
+                tracing::warn!(name = %name, error = %e, "ignoring an invalid remembered record");
+                None
+            }
+        }
+    }
+
+    async fn remember(&self, name: &IpnsName, rec: &Record) {
+        self.lock().insert(name.to_bytes(), rec.clone());
+        let Some(path) = self.state_path(name) else {
+            return;
+        };
+        let bytes = rec.raw.clone();
+        let written = tokio::task::spawn_blocking(move || write_state(&path, &bytes)).await;
+        match written {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => tracing::warn!(name = %name, error = %e, "cannot persist the record"),
+            Err(e) => tracing::warn!(name = %name, error = %e, "persisting task failed"),
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<Vec<u8>, Record>> {
+        self.seen.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn state_path(&self, name: &IpnsName) -> Option<PathBuf> {
+        self.config
+            .state_dir
+            .as_ref()
+            .map(|d| d.join(format!("{name}.ipns-record")))
+    }
+}
+
+fn read_state(path: &Path) -> Option<Bytes> {
+    let meta = std::fs::metadata(path).ok()?;
+    if meta.len() > super::MAX_RECORD_SIZE as u64 {
+        return None;
+    }
+    std::fs::read(path).ok().map(Bytes::from)
+}
+
+/// Write-then-rename, with fsync of the file and the directory: a crash leaves the old
+/// record or the new one, never a torn file.
+fn write_state(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    use std::io::Write;
+    let dir = path.parent().unwrap_or(Path::new("."));
+    std::fs::create_dir_all(dir)?;
+    let tmp = path.with_extension(format!("tmp.{}", std::process::id()));
+    let mut f = std::fs::File::create(&tmp)?;
+    f.write_all(bytes)?;
+    f.sync_all()?;
+    std::fs::rename(&tmp, path)?;
+    std::fs::File::open(dir)?.sync_all()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn root_specs_parse_with_clear_errors() {
+        let cid = "bafybeib3ffl2teiqdncv3mkz4r23b5ctrwkzrrhctdbne6iboayxuxk5ui";
+        assert!(matches!(
+            format!("/ipfs/{cid}/").parse(),
+            Ok(RootSpec::Ipfs(_))
+        ));
+        let k = "k51qzi5uqu5dk3v4rmjber23h16xnr23bsggmqqil9z2gduiis5se8dht36dam";
+        assert!(matches!(
+            format!("/ipns/{k}").parse(),
+            Ok(RootSpec::Ipns(_))
+        ));
+        assert!(matches!(
+            "/ipns/12D3KooWLQzUv2FHWGVPXTXSZpdHs7oHbXub2G5WC8Tx4NQhyd2d".parse(),
+            Ok(RootSpec::Ipns(_))
+        ));
+        assert_eq!(
+            "/ipns/Dist.IPFS.tech".parse::<RootSpec>().unwrap(),
+            RootSpec::DnsLink("dist.ipfs.tech".into())
+        );
+        for (bad, says) in [
+            ("bafkqaaa", "expected /ipfs/"),
+            ("/ipfs/", "nothing after"),
+            ("/ipfs/notacid", "not a CID"),
+            (&format!("/ipfs/{cid}/sub"), "sub-path"),
+            ("/ipns/nodots", "neither"),
+            ("/ipns/bad domain.com", "labels"),
+        ] {
+            let e = bad.parse::<RootSpec>().unwrap_err();
+            assert!(e.to_string().contains(says), "{bad}: {e}");
+        }
+    }
+}
