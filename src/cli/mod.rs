@@ -6,6 +6,7 @@ use clap::{Parser, Subcommand};
 mod add;
 mod mount;
 mod serve;
+mod trace;
 
 /// distfs: a peer-to-peer software distribution as a read-only filesystem.
 #[derive(Parser)]
@@ -23,6 +24,8 @@ enum Command {
     Mount(mount::MountArgs),
     /// Run a trustless HTTP gateway over a block store and CAR files.
     Serve(serve::ServeArgs),
+    /// Turn a read trace (`distfs mount --trace`) into prefetch lists beside the files.
+    Trace(trace::TraceArgs),
 }
 
 /// Parses the command line, runs the subcommand and returns the process exit code.
@@ -33,6 +36,7 @@ pub fn main() -> i32 {
         Command::Add(args) => add::run(args),
         Command::Mount(args) => mount::run(args),
         Command::Serve(args) => serve::run(args),
+        Command::Trace(args) => trace::run(args),
     };
     match result {
         Ok(()) => 0,

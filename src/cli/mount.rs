@@ -10,6 +10,8 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context};
 use cid::Cid;
 
+use distfs::dist::coldstart::ColdStartConfig;
+use distfs::dist::trace::Tracer;
 use distfs::dist::DistView;
 use distfs::fetch::{Fetcher, FetcherConfig};
 use distfs::fs::mount::{lazy_unmount, mount, MountConfig};
@@ -41,6 +43,13 @@ pub struct MountArgs {
     /// Seconds a read may wait for blocks before it fails with EIO.
     #[arg(long, value_name = "SECONDS", default_value_t = 30)]
     pub read_timeout: u64,
+    /// Do not fetch the rest of an opened *.AppImage into the cache in the background.
+    #[arg(long)]
+    pub no_background_fetch: bool,
+    /// Write one JSON line per read ({"path","size","offset","len"}) to FILE; `distfs
+    /// trace` turns it into prefetch lists.
+    #[arg(long, value_name = "FILE")]
+    pub trace: Option<PathBuf>,
 }
 
 /// The default cache directory for this user.
@@ -95,7 +104,18 @@ pub fn run(args: MountArgs) -> anyhow::Result<()> {
     let _guard = runtime.enter();
     let fetcher = Fetcher::from_gateways(&args.gateways, config).context("configuring gateways")?;
     let store = Arc::new(CacheStore::new(disk, fetcher).with_offline(args.offline));
-    let view = Arc::new(DistView::new(store, root, deadline));
+    let tracer = match &args.trace {
+        Some(path) => Some(
+            Tracer::create(path)
+                .with_context(|| format!("creating the trace file {}", path.display()))?,
+        ),
+        None => None,
+    };
+    let cold = ColdStartConfig {
+        background: !args.no_background_fetch,
+        ..ColdStartConfig::default()
+    };
+    let view = Arc::new(DistView::new(store, root, deadline).with_cold_start(cold, tracer));
 
     // Fail before mounting if the root cannot be had: a mount of nothing helps nobody.
     runtime
@@ -104,7 +124,7 @@ pub fn run(args: MountArgs) -> anyhow::Result<()> {
 
     // SAFETY: getuid/getgid have no preconditions.
     let (uid, gid) = unsafe { (libc::getuid(), libc::getgid()) };
-    let fs = DistFs::new(view, runtime.handle().clone(), uid, gid);
+    let fs = DistFs::new(view.clone(), runtime.handle().clone(), uid, gid);
     let cfg = MountConfig {
         mountpoint: args.mountpoint.clone(),
         allow_other: args.allow_other,
@@ -128,10 +148,13 @@ pub fn run(args: MountArgs) -> anyhow::Result<()> {
             }
             // The FUSE thread is stuck on a connection the kernel no longer serves; leave
             // without joining it.
+            view.shutdown();
             std::process::exit(0);
         }
     }
-    match session.join() {
+    let joined = session.join();
+    view.shutdown();
+    match joined {
         Ok(()) => Ok(()),
         Err(e) => {
             tracing::debug!("FUSE session ended with: {e}");

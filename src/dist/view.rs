@@ -16,7 +16,9 @@ use bytes::Bytes;
 use cid::Cid;
 use futures::stream::{self, StreamExt, TryStreamExt};
 
+use super::coldstart::{ColdStart, ColdStartConfig};
 use super::inode::{Inode, Inodes, Kind, Level, VersionInfo, ROOT_INO};
+use super::trace::Tracer;
 use super::{meta, versions};
 use crate::store::BlockStore;
 use crate::walk::{self, WalkError};
@@ -94,19 +96,58 @@ pub struct DistView {
     listings: Mutex<HashMap<u64, Listing>>,
     seq: Mutex<HashMap<u64, Seq>>,
     deadline: Duration,
+    cold: Arc<ColdStart>,
 }
 
 impl DistView {
     /// A view of the distribution whose root directory is `root`. Every operation that needs
     /// blocks gives up after `deadline`.
     pub fn new(store: Arc<dyn BlockStore>, root: Cid, deadline: Duration) -> DistView {
+        let cold = Arc::new(ColdStart::new(
+            store.clone(),
+            ColdStartConfig::default(),
+            None,
+        ));
         DistView {
             store,
             inodes: Inodes::new(root),
             listings: Mutex::default(),
             seq: Mutex::default(),
             deadline,
+            cold,
         }
+    }
+
+    /// This view with the given cold-start help (`dist::coldstart`) and read trace.
+    pub fn with_cold_start(mut self, config: ColdStartConfig, tracer: Option<Tracer>) -> DistView {
+        self.cold = Arc::new(ColdStart::new(self.store.clone(), config, tracer));
+        self
+    }
+
+    /// The file `ino` was opened: starts its cold-start help (prefetch list, background
+    /// fetch) the first time its content is opened. Never waits.
+    pub fn opened(&self, ino: u64) {
+        let Ok(node) = self.inode(ino) else { return };
+        if node.kind != Kind::File {
+            return;
+        }
+        let Some((parent, name)) = self.cold.name_of(ino) else {
+            return;
+        };
+        if let Ok(dir) = self.inode(parent) {
+            self.cold.start(&node, dir.cid, &name);
+        }
+    }
+
+    /// Cold-start help counters.
+    pub fn cold_start(&self) -> &ColdStart {
+        &self.cold
+    }
+
+    /// Stops background work and writes out the read trace; call when the mount has ended
+    /// (blocking, outside the runtime).
+    pub fn shutdown(&self) {
+        self.cold.shutdown();
     }
 
     /// The root directory's CID.
@@ -167,6 +208,8 @@ impl DistView {
         if node.kind != Kind::File {
             return Err(ViewError::NotAFile { ino });
         }
+        let _foreground = self.cold.foreground();
+        self.cold.trace(&node, offset, u64::from(size));
         self.readahead(&node, offset, u64::from(size));
         let read = walk::read_range(self.store.as_ref(), &node.cid, offset, u64::from(size));
         self.bounded(async { Ok(read.await?) }).await
@@ -338,7 +381,9 @@ impl DistView {
             mtime: stat.mtime,
             version_info: Arc::default(),
         };
-        Ok(Some(self.inodes.intern(dir.ino, name, node)))
+        let inode = self.inodes.intern(dir.ino, name, node);
+        self.cold.saw(inode.ino, dir.ino, name);
+        Ok(Some(inode))
     }
 
     /// Whether a file without a stored mode is a binary: named `*.AppImage`, listed in its
