@@ -44,6 +44,11 @@ const VERSIONS: [&str; 2] = ["v1.0.0", "v1.1.0"];
 
 impl Fixture {
     fn new(payload_mib: u32) -> Fixture {
+        Fixture::with(payload_mib, |_| {})
+    }
+
+    /// Like [`Fixture::new`], with `edit` applied to the distribution tree before import.
+    fn with(payload_mib: u32, edit: impl FnOnce(&Path)) -> Fixture {
         let tmp = tempdir();
         let dist = tmp.path().join("dist");
         factory::dist_tree(
@@ -53,13 +58,16 @@ impl Fixture {
             &VERSIONS,
             payload_mib,
         );
-        let store = tmp.path().join("store");
-        let mut flags = add_flags();
-        flags.extend(["--store".into(), store.to_str().unwrap().into()]);
-        let flags: Vec<&str> = flags.iter().map(String::as_str).collect();
-        let root = distfs_add(&dist, &flags).expect("distfs add");
-        let serve = Serve::start(&store);
+        edit(&dist);
+        let (root, serve) = import_and_serve(&dist, &tmp.path().join("store"));
         Fixture { tmp, root, serve }
+    }
+
+    /// Imports the (changed) tree again into a new store served by a new gateway.
+    fn reimport(&mut self, store: &str) {
+        let (root, serve) = import_and_serve(&self.path("dist"), &self.path(store));
+        self.root = root;
+        self.serve = serve;
     }
 
     fn path(&self, rel: &str) -> PathBuf {
@@ -71,12 +79,16 @@ impl Fixture {
     }
 
     fn mount(&self, mnt: &str, extra: &[&str]) -> Mount {
+        self.mount_with_cache(mnt, &format!("{mnt}.cache"), extra)
+    }
+
+    fn mount_with_cache(&self, mnt: &str, cache: &str, extra: &[&str]) -> Mount {
         Mount::try_start(
             &self.path(mnt),
             &MountOpts {
                 root: &self.root,
                 gateways: &[&self.serve.url],
-                cache: &self.path(&format!("{mnt}.cache")),
+                cache: &self.path(cache),
                 extra,
             },
         )
@@ -92,6 +104,24 @@ impl Fixture {
             .map(|(k, v)| (k, v.as_u64().unwrap_or(0)))
             .collect()
     }
+}
+
+fn import_and_serve(dist: &Path, store: &Path) -> (String, Serve) {
+    let mut flags = add_flags();
+    flags.extend(["--store".into(), store.to_str().unwrap().into()]);
+    let flags: Vec<&str> = flags.iter().map(String::as_str).collect();
+    let root = distfs_add(dist, &flags).expect("distfs add");
+    (root, Serve::start(store))
+}
+
+/// `len` bytes of `path` at `offset`.
+fn read_at(path: &Path, offset: u64, len: usize) -> std::io::Result<Vec<u8>> {
+    use std::io::{Read, Seek, SeekFrom};
+    let mut f = std::fs::File::open(path)?;
+    f.seek(SeekFrom::Start(offset))?;
+    let mut buf = vec![0u8; len];
+    f.read_exact(&mut buf)?;
+    Ok(buf)
 }
 
 /// Runs `prog args` in `cwd` (stdin closed); its output.
@@ -260,5 +290,141 @@ fn two_versions_fetch_their_shared_blocks_once() {
     assert!(
         both - alone <= alone / 2,
         "two versions cost {both} requests, v1.1.0 alone {alone}: too little was shared"
+    );
+}
+
+const MIB: u64 = 1024 * 1024;
+
+#[test]
+fn background_fetch_completes_an_opened_appimage_into_the_cache() {
+    let fx = Fixture::new(8);
+    let rel = format!("hello/v1.1.0/{}", appimage_name("hello"));
+    let src = std::fs::read(fx.path("dist").join(&rel)).unwrap();
+    let other = format!("hello/v1.0.0/{}", appimage_name("hello"));
+
+    // Opening is enough (no read): the rest comes in the background. With the switch off,
+    // opening fetches nothing of the file.
+    for (mnt, extra) in [("on", &[][..]), ("off", &["--no-background-fetch"][..])] {
+        let m = fx.mount(mnt, extra);
+        let f = std::fs::File::open(m.path(&rel)).unwrap();
+        fx.serve.settled_raw_requests();
+        drop(f);
+    }
+
+    // Offline, from the caches alone: the whole file is there after the background fetch,
+    // byte for byte; the version never opened is not, nor is the file with the switch off.
+    let on = fx.mount_with_cache("on-offline", "on.cache", &["--offline"]);
+    let got = std::fs::read(on.path(&rel)).expect("the whole AppImage from the cache");
+    assert!(got == src, "cached AppImage differs from the source");
+    assert!(read_at(&on.path(&other), 4 * MIB, 4096).is_err());
+    let off = fx.mount_with_cache("off-offline", "off.cache", &["--offline"]);
+    assert!(
+        read_at(&off.path(&rel), 4 * MIB, 4096).is_err(),
+        "--no-background-fetch still fetched the file"
+    );
+}
+
+/// A sidecar listing two ranges far from the start of v1.1.0's AppImage.
+fn write_sidecar(dist: &Path, ranges: &[(u64, u64)]) {
+    let rel = format!("hello/v1.1.0/{}", appimage_name("hello"));
+    let size = std::fs::metadata(dist.join(&rel)).unwrap().len();
+    let list: Vec<String> = ranges.iter().map(|(o, l)| format!("[{o},{l}]")).collect();
+    std::fs::write(
+        dist.join(format!("{rel}.prefetch")),
+        format!(
+            r#"{{"version":1,"size":{size},"ranges":[{}]}}"#,
+            list.join(",")
+        ),
+    )
+    .unwrap();
+}
+
+#[test]
+fn prefetch_list_ranges_are_fetched_when_the_file_is_opened() {
+    let ranges = [(10 * MIB, MIB), (14 * MIB, MIB / 2)];
+    let fx = Fixture::with(16, |dist| write_sidecar(dist, &ranges));
+    let rel = format!("hello/v1.1.0/{}", appimage_name("hello"));
+    let src = std::fs::read(fx.path("dist").join(&rel)).unwrap();
+    {
+        let m = fx.mount("mnt", &["--no-background-fetch"]);
+        let before = fx.serve.settled_raw_requests();
+        let f = std::fs::File::open(m.path(&rel)).unwrap();
+        let fetched = fx.serve.settled_raw_requests() - before;
+        // 1.5 MiB in 256 KiB leaves, the sidecar, and the file's root node.
+        assert!(fetched >= 6, "open fetched only {fetched} blocks");
+        drop(f);
+    }
+    let m = fx.mount_with_cache("offline", "mnt.cache", &["--offline"]);
+    let path = m.path(&rel);
+    for (o, l) in ranges {
+        let got = read_at(&path, o, l as usize).expect("a listed range from the cache");
+        assert!(
+            got == src[o as usize..(o + l) as usize],
+            "range {o}+{l} differs"
+        );
+    }
+    assert!(
+        read_at(&path, 12 * MIB, 4096).is_err(),
+        "an unlisted range was fetched too"
+    );
+}
+
+#[test]
+fn a_traced_run_becomes_a_prefetch_list_that_covers_the_next_run() {
+    let mut fx = Fixture::new(8);
+    let rel = format!("hello/v1.1.0/{}", appimage_name("hello"));
+    let trace = fx.path("reads.jsonl");
+    {
+        let mut m = fx.mount(
+            "traced",
+            &["--no-background-fetch", "--trace", trace.to_str().unwrap()],
+        );
+        stdout_ok(&run_in(fx.tmp.path(), &m.path(&rel), &[]), "the traced run");
+        assert!(m.signal_and_wait(libc::SIGTERM).success());
+    }
+    let out = harness::run_ok(
+        support::distfs_bin().to_str().unwrap(),
+        &[
+            "trace",
+            trace.to_str().unwrap(),
+            "--out-dir",
+            fx.path("dist").to_str().unwrap(),
+            "--only",
+            ".AppImage",
+        ],
+    );
+    eprintln!("{}", String::from_utf8_lossy(&out));
+    let sidecar = fx.path("dist").join(format!("{rel}.prefetch"));
+    let list: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&sidecar).expect("distfs trace wrote a sidecar"))
+            .unwrap();
+    let size = std::fs::metadata(fx.path("dist").join(&rel)).unwrap().len();
+    assert_eq!(list["size"].as_u64(), Some(size));
+    let ranges = list["ranges"].as_array().unwrap();
+    assert_eq!(
+        ranges[0][0].as_u64(),
+        Some(0),
+        "the ELF header was not traced"
+    );
+    let covered: u64 = ranges.iter().map(|r| r[1].as_u64().unwrap()).sum();
+    assert!(covered < size / 2, "the run read {covered} of {size} bytes");
+
+    // Published with the list: opening the file (no run) fetches what a run needs, so the
+    // next run works offline from that cache alone.
+    fx.reimport("store2");
+    {
+        let m = fx.mount("warm", &["--no-background-fetch"]);
+        let f = std::fs::File::open(m.path(&rel)).unwrap();
+        fx.serve.settled_raw_requests();
+        drop(f);
+    }
+    let m = fx.mount_with_cache("offline", "warm.cache", &["--offline"]);
+    let text = stdout_ok(
+        &run_in(fx.tmp.path(), &m.path(&rel), &["offline"]),
+        "the run from the prefetched cache",
+    );
+    assert_eq!(
+        text,
+        expected_output(&fx.appdir("v1.1.0"), "1.1.0", "offline")
     );
 }
