@@ -111,8 +111,10 @@ pub fn run(args: MountArgs) -> anyhow::Result<()> {
         ),
         None => None,
     };
+    // Offline, there is nothing to fetch ahead of time.
     let cold = ColdStartConfig {
-        background: !args.no_background_fetch,
+        prefetch_lists: !args.offline,
+        background: !args.no_background_fetch && !args.offline,
         ..ColdStartConfig::default()
     };
     let view = Arc::new(DistView::new(store, root, deadline).with_cold_start(cold, tracer));

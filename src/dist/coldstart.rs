@@ -37,6 +37,8 @@ const MAX_PATH_DEPTH: usize = 64;
 /// What cold-start help to give.
 #[derive(Clone, Debug)]
 pub struct ColdStartConfig {
+    /// Fetch the ranges a `<file>.prefetch` sidecar lists when the file is first opened.
+    pub prefetch_lists: bool,
     /// Fetch the rest of an `*.AppImage` into the cache after it is first opened.
     pub background: bool,
     /// Background steps in flight at once, over all files.
@@ -46,6 +48,7 @@ pub struct ColdStartConfig {
 impl Default for ColdStartConfig {
     fn default() -> ColdStartConfig {
         ColdStartConfig {
+            prefetch_lists: true,
             background: true,
             background_concurrency: 2,
         }
@@ -176,7 +179,9 @@ impl ColdStart {
     /// The file `file`, named `name` in the directory `dir`, was opened: the first time for
     /// its content, start its prefetch list and background fetch. Never waits.
     pub fn start(self: &Arc<Self>, file: &Inode, dir: Cid, name: &str) {
-        if self.cancel.is_cancelled() || !lock(&self.started).insert(file.cid) {
+        let wanted =
+            self.config.prefetch_lists || (self.config.background && wants_background(name));
+        if !wanted || self.cancel.is_cancelled() || !lock(&self.started).insert(file.cid) {
             return;
         }
         let Some(rt) = self
@@ -210,7 +215,7 @@ impl ColdStart {
 
     #[tracing::instrument(skip_all, fields(cid = %cid, name))]
     async fn warm_impl(&self, cid: Cid, size: u64, dir: Cid, name: &str) -> Result<(), WalkError> {
-        if !name.ends_with(SIDECAR_SUFFIX) {
+        if self.config.prefetch_lists && !name.ends_with(SIDECAR_SUFFIX) {
             self.prefetch_listed(cid, size, dir, name).await?;
         }
         if self.config.background && wants_background(name) {
