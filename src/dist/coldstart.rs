@@ -9,11 +9,12 @@
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use cid::Cid;
 use futures::stream::{self, StreamExt, TryStreamExt};
 use tokio::sync::Semaphore;
+use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use super::inode::{Inode, ROOT_INO};
@@ -194,7 +195,9 @@ impl ColdStart {
         let this = self.clone();
         let (cid, size, name) = (file.cid, file.size, name.to_string());
         rt.spawn(async move {
+            // Biased: an unmount wins over work that happens to be ready.
             tokio::select! {
+                biased;
                 _ = this.cancel.cancelled() => tracing::debug!(%cid, "cold-start help stopped by unmount"),
                 r = this.warm_impl(cid, size, dir, &name) => match r {
                     Ok(()) => tracing::debug!(%cid, name, "cold-start help done"),
@@ -311,4 +314,97 @@ impl ColdStart {
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::dist::inode::{Kind, Level};
+    use crate::store::MemStore;
+    use crate::unixfs::testutil::{balanced, Blocks, Leaf};
+    use crate::walk::CountingStore;
+
+    /// A 13-leaf file (3 chunks + 5 bytes in 256 KiB leaves) in a counting store, and the
+    /// cold-start help over it (background only).
+    fn fixture() -> (Arc<CountingStore<MemStore>>, Arc<ColdStart>, Inode, usize) {
+        let data: Vec<u8> = (0..3 * BACKGROUND_CHUNK + 5).map(|i| i as u8).collect();
+        let mut blocks = Blocks::default();
+        let root = balanced(&mut blocks, &data, 256 * 1024, 4, Leaf::Raw);
+        let count = blocks.0.len();
+        let mem = MemStore::new();
+        for b in blocks.0.into_values() {
+            mem.insert(b);
+        }
+        let store = Arc::new(CountingStore::new(mem));
+        let config = ColdStartConfig {
+            prefetch_lists: false,
+            ..ColdStartConfig::default()
+        };
+        let cold = Arc::new(ColdStart::new(store.clone(), config, None));
+        let file = Inode {
+            ino: 7,
+            parent: ROOT_INO,
+            cid: root,
+            kind: Kind::File,
+            level: Level::Content,
+            size: data.len() as u64,
+            perm: 0o555,
+            mtime: None,
+            version_info: Arc::default(),
+        };
+        (store, cold, file, count)
+    }
+
+    async fn wait_done(cold: &ColdStart) {
+        for _ in 0..10_000 {
+            if cold.stats().background_done == 1 {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        panic!("the background fetch did not finish");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn background_fetch_waits_for_foreground_reads_then_fetches_every_block() {
+        let (store, cold, file, count) = fixture();
+        let reading = cold.foreground();
+        cold.start(&file, file.cid, "app.AppImage");
+        tokio::time::sleep(MAX_YIELD / 2).await;
+        assert_eq!(
+            store.total(),
+            0,
+            "fetched while a foreground read was in flight"
+        );
+        drop(reading);
+        wait_done(&cold).await;
+        assert_eq!(store.counts().len(), count, "not every block was fetched");
+        // Opening the same content again starts nothing new.
+        let gets = store.total();
+        cold.start(&file, file.cid, "app.AppImage");
+        tokio::time::sleep(MAX_YIELD).await;
+        assert_eq!(store.total(), gets);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_reader_that_never_pauses_delays_the_background_but_does_not_starve_it() {
+        let (store, cold, file, count) = fixture();
+        let _reading = cold.foreground();
+        cold.start(&file, file.cid, "app.AppImage");
+        wait_done(&cold).await;
+        assert_eq!(store.counts().len(), count);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn shutdown_stops_the_background_and_other_names_get_none() {
+        let (store, cold, file, _) = fixture();
+        cold.start(&file, file.cid, "not-an-appimage.bin");
+        let reading = cold.foreground();
+        cold.start(&file, file.cid, "app.AppImage");
+        cold.shutdown();
+        drop(reading);
+        tokio::time::sleep(MAX_YIELD * 3).await;
+        assert_eq!(store.total(), 0, "fetched after shutdown");
+        assert_eq!(cold.stats().background_done, 0);
+    }
 }
