@@ -21,7 +21,7 @@ fn leaf_block(seed: u8) -> Block {
     let data: Vec<u8> = (0..CHUNK as usize).map(|i| (i as u8) ^ seed).collect();
     let d = Data {
         r#type: DataType::File as i32,
-        data: Some(data),
+        data: Some(data.into()),
         filesize: Some(CHUNK),
         ..Default::default()
     };

@@ -6,7 +6,11 @@
 #   - warm:  cat of the same bytes from a local file evicted from the page cache;
 #   - hot:   cat of the same local file with the page cache warm;
 # plus 16 parallel readers of 16 different 64 MiB files (cold) against one reader of one such
-# file (cold), and the cold/warm cases again with the FUSE bdi read_ahead_kb raised to 1024.
+# file (cold). The daemon raises its FUSE bdi read_ahead_kb to 1024 itself (as root).
+#
+# DISTFS_BENCH_BEFORE=PATH runs every distfs case a second time with the distfs binary at PATH
+# (e.g. a release build of an earlier commit), in the same run, for before/after figures; that
+# binary's mounts get read_ahead_kb=1024 from this script, so both read with 1 MiB READs.
 #
 # Page cache eviction is per file: posix_fadvise(POSIX_FADV_DONTNEED) after sync (python3),
 # checked with fincore when present; the machine-wide drop_caches is not used.
@@ -21,7 +25,9 @@ size_mib=${1:-1024}
 runs=${2:-3}
 par=16         # parallel readers
 par_mib=64     # size of each parallel reader's file
-ra_high=1024   # raised FUSE bdi read_ahead_kb
+ra_high=1024   # FUSE bdi read_ahead_kb for the "before" binary's mounts
+before=${DISTFS_BENCH_BEFORE:-}
+[ -z "$before" ] || [ -x "$before" ] || { echo "mount-e2e: DISTFS_BENCH_BEFORE=$before is not executable" >&2; exit 2; }
 for tool in curl python3 mountpoint bc; do
     command -v "$tool" >/dev/null || { echo "mount-e2e: needs $tool" >&2; exit 2; }
 done
@@ -106,8 +112,9 @@ gw="http://$addr"
 log "serving at $gw"
 
 # --- mount helpers ---------------------------------------------------------------------------
+mount_bin=$distfs  # which binary start_mount runs
 start_mount() { # cache_dir [read_ahead_kb]
-    "$distfs" mount "$mnt" --root "/ipfs/$root_cid" --gateway "$gw" --cache-dir "$1" \
+    "$mount_bin" mount "$mnt" --root "/ipfs/$root_cid" --gateway "$gw" --cache-dir "$1" \
         2>>"$work/mount.err" &
     mount_pid=$!
     for _ in $(seq 300); do
@@ -177,11 +184,6 @@ single_read() { cat "$mnt/proj/v1/single.bin" >/dev/null; }
 
 nothing() { :; }
 evict_local() { evict "$big"; }
-cold_setup() { stop_mount; fresh_cache; start_mount "$cache"; }
-cold_setup_ra() { stop_mount; fresh_cache; start_mount "$cache" "$ra_high"; }
-warm_setup() { stop_mount; evict "$cache"; start_mount "$cache"; }
-warm_setup_ra() { stop_mount; evict "$cache"; start_mount "$cache" "$ra_high"; }
-warm_hotdir_setup() { stop_mount; cat_dir "$cache"; start_mount "$cache"; }
 cat_dir() { find "$1" -type f -exec cat {} + >/dev/null; }
 
 # Baselines.
@@ -195,35 +197,38 @@ fi
 cat_local
 for _ in $(seq "$runs"); do measure cat_hot nothing cat_local; done
 
-# distfs, default readahead. Each cold run has its own empty cache; warm/hot reuse the last.
-log "distfs cold/warm/hot"
-verified=
-for _ in $(seq "$runs"); do
-    measure cold cold_setup cat_big
-    if [ -z "$verified" ]; then
-        log "mount bdi read_ahead_kb (default): $(bdi_read_ahead)"
-        got=$(sha256sum "$mnt/proj/v1/big.bin" | cut -d' ' -f1)
-        [ "$got" = "$big_sha" ] || { echo "mount-e2e: sha256 mismatch through the mount: $got != $big_sha" >&2; exit 1; }
-        log "sha256 through the mount matches"
-        verified=1
-    fi
-done
-for _ in $(seq "$runs"); do measure warm warm_setup cat_big; done
-for _ in $(seq "$runs"); do measure warm_hotdir warm_hotdir_setup cat_big; done
-cat_big
-for _ in $(seq "$runs"); do measure hot nothing cat_big; done
-
-log "distfs cold/warm, read_ahead_kb=$ra_high"
-for _ in $(seq "$runs"); do measure cold_ra cold_setup_ra cat_big; done
-log "mount bdi read_ahead_kb (raised): $(bdi_read_ahead)"
-for _ in $(seq "$runs"); do measure warm_ra warm_setup_ra cat_big; done
-
-log "parallel readers"
-for _ in $(seq "$runs"); do measure single cold_setup single_read; done
-for _ in $(seq "$runs"); do measure par16 cold_setup par_read; done
-for _ in $(seq "$runs"); do measure single_ra cold_setup_ra single_read; done
-for _ in $(seq "$runs"); do measure par16_ra cold_setup_ra par_read; done
-stop_mount
+# distfs cases for one binary: case names get PREFIX; RA (optional) is set on each mount.
+ra=
+cold_setup() { stop_mount; fresh_cache; start_mount "$cache" $ra; }
+warm_setup() { stop_mount; evict "$cache"; start_mount "$cache" $ra; }
+warm_hotdir_setup() { stop_mount; cat_dir "$cache"; start_mount "$cache" $ra; }
+distfs_cases() { # prefix
+    local p=$1 verified=
+    log "${p}distfs cold/warm/hot with $mount_bin"
+    for _ in $(seq "$runs"); do
+        measure "${p}cold" cold_setup cat_big
+        if [ -z "$verified" ]; then
+            log "mount bdi read_ahead_kb: $(bdi_read_ahead)"
+            got=$(sha256sum "$mnt/proj/v1/big.bin" | cut -d' ' -f1)
+            [ "$got" = "$big_sha" ] || { echo "mount-e2e: sha256 mismatch through the mount: $got != $big_sha" >&2; exit 1; }
+            log "sha256 through the mount matches"
+            verified=1
+        fi
+    done
+    for _ in $(seq "$runs"); do measure "${p}warm" warm_setup cat_big; done
+    for _ in $(seq "$runs"); do measure "${p}warm_hotdir" warm_hotdir_setup cat_big; done
+    cat_big
+    for _ in $(seq "$runs"); do measure "${p}hot" nothing cat_big; done
+    log "${p}parallel readers"
+    for _ in $(seq "$runs"); do measure "${p}single" cold_setup single_read; done
+    for _ in $(seq "$runs"); do measure "${p}par16" cold_setup par_read; done
+    stop_mount
+}
+distfs_cases ""
+if [ -n "$before" ]; then
+    mount_bin=$before ra=$ra_high
+    distfs_cases "b_"
+fi
 
 # --- the table -----------------------------------------------------------------------------
 printf '%-38s %8s %9s %8s %9s %9s\n' case seconds MB/s ratio mount-cpu serve-cpu
@@ -241,15 +246,16 @@ report() { # label case mib [baseline_case [factor]]
 report "curl CAR from serve (baseline cold)" curl_car "$size_mib"
 report "cat local, evicted (baseline warm)" cat_cold "$size_mib"
 report "cat local, page cache (baseline hot)" cat_hot "$size_mib"
-report "distfs cold" cold "$size_mib" curl_car
-report "distfs warm (cache dir evicted)" warm "$size_mib" cat_cold
-report "distfs warm (cache dir in page cache)" warm_hotdir "$size_mib" cat_cold
-report "distfs hot" hot "$size_mib" cat_hot
-report "distfs cold, read_ahead_kb=$ra_high" cold_ra "$size_mib" curl_car
-report "distfs warm, read_ahead_kb=$ra_high" warm_ra "$size_mib" cat_cold
-report "1 reader, ${par_mib} MiB, cold" single "$par_mib"
-report "$par readers, ${par_mib} MiB each, cold" par16 $((par * par_mib)) single "$par"
-report "1 reader, cold, read_ahead_kb=$ra_high" single_ra "$par_mib"
-report "$par readers, cold, read_ahead_kb=$ra_high" par16_ra $((par * par_mib)) single_ra "$par"
+distfs_report() { # prefix label
+    local p=$1 l=$2
+    report "${l}distfs cold" "${p}cold" "$size_mib" curl_car
+    report "${l}distfs warm (cache dir evicted)" "${p}warm" "$size_mib" cat_cold
+    report "${l}distfs warm (cache dir in page cache)" "${p}warm_hotdir" "$size_mib" cat_cold
+    report "${l}distfs hot" "${p}hot" "$size_mib" cat_hot
+    report "${l}1 reader, ${par_mib} MiB, cold" "${p}single" "$par_mib"
+    report "${l}$par readers, ${par_mib} MiB each, cold" "${p}par16" $((par * par_mib)) "${p}single" "$par"
+}
+distfs_report "" ""
+[ -z "$before" ] || distfs_report "b_" "before: "
 echo "(ratio = baseline time / case time; for $par readers: $par x one reader's time / total time,"
 echo " so $par.0 would be perfect scaling and 1.0 no gain over reading the files one after another)"

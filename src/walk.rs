@@ -13,23 +13,22 @@
 // so they are not boxed.
 #![allow(clippy::result_large_err)]
 
-use bytes::Bytes;
 use cid::Cid;
 use futures::stream::{self, StreamExt};
 
 use crate::block::{Block, BlockError};
 use crate::store::{BlockStore, StoreError};
-use crate::unixfs::{
-    plan_read, validate_name, DirEntry, FileNode, HamtLookup, Meta, Mtime, Node, Step, UnixfsError,
-};
+use crate::unixfs::{validate_name, DirEntry, HamtLookup, Meta, Mtime, Node, Step, UnixfsError};
 
 pub mod car;
 mod counting;
+mod read;
 #[cfg(test)]
 mod tests;
 
 pub use car::{collect_car_blocks, CarOptions, CarWalker, DagScope};
 pub use counting::CountingStore;
+pub use read::{prefetch_range, read_range, read_range_cached, NodeCache};
 
 /// The deepest DAG we follow (file trees, HAMT levels, path segments each count).
 pub const MAX_DEPTH: usize = 64;
@@ -185,122 +184,6 @@ pub async fn stat<S: BlockStore + ?Sized>(store: &S, cid: &Cid) -> Result<Stat, 
         mode: meta.perm(),
         mtime: meta.mtime,
     })
-}
-
-/// One pending child read: which block, which part of it, and where the bytes go.
-struct Pending {
-    parent: Cid,
-    cid: Cid,
-    expected_size: u64,
-    offset: u64,
-    len: u64,
-    dest: u64,
-}
-
-/// Reads `len` bytes at `offset` of the file `cid`, clamped at the end of the file
-/// (at most [`MAX_READ_LEN`] bytes after clamping, else [`WalkError::ReadTooLarge`]).
-/// Fetches only the blocks on the path of that range, one tree level at a time.
-/// Memory: the returned buffer (the clamped length) plus at most
-/// [`FETCH_CONCURRENCY`] blocks in flight.
-#[tracing::instrument(skip_all, fields(cid = %cid, offset, len))]
-pub async fn read_range<S: BlockStore + ?Sized>(
-    store: &S,
-    cid: &Cid,
-    offset: u64,
-    len: u64,
-) -> Result<Bytes, WalkError> {
-    let root = match load(store, cid).await? {
-        Node::File(f) => f,
-        _ => return Err(WalkError::NotAFile { cid: *cid }),
-    };
-    let plan = plan_read(&root, offset, len);
-    if plan.len > MAX_READ_LEN {
-        return Err(WalkError::ReadTooLarge {
-            cid: *cid,
-            len: plan.len,
-            max: MAX_READ_LEN,
-        });
-    }
-    let total = usize::try_from(plan.len).map_err(|_| UnixfsError::SizeOverflow { cid: *cid })?;
-    let mut out = vec![0u8; total];
-    let mut level = Vec::new();
-    copy_plan(
-        &root,
-        offset.min(root.size),
-        plan.len,
-        0,
-        &mut out,
-        &mut level,
-    );
-    let mut depth = 0;
-    while !level.is_empty() {
-        depth += 1;
-        if depth > MAX_DEPTH {
-            return Err(WalkError::TooDeep {
-                cid: *cid,
-                max: MAX_DEPTH,
-            });
-        }
-        let mut next = Vec::new();
-        let mut loaded = stream::iter(level)
-            .map(|p| async move { load(store, &p.cid).await.map(|n| (p, n)) })
-            .buffer_unordered(FETCH_CONCURRENCY);
-        while let Some(item) = loaded.next().await {
-            let (p, node) = item?;
-            let child = checked_child(&p, node)?;
-            copy_plan(&child, p.offset, p.len, p.dest, &mut out, &mut next);
-        }
-        level = next;
-    }
-    Ok(Bytes::from(out))
-}
-
-/// A loaded child must be a file of exactly the size its parent promised.
-fn checked_child(p: &Pending, node: Node) -> Result<FileNode, UnixfsError> {
-    match node {
-        Node::File(f) if f.size == p.expected_size => Ok(f),
-        Node::File(f) => Err(UnixfsError::ChildSizeMismatch {
-            parent: p.parent,
-            child: p.cid,
-            expected: p.expected_size,
-            actual: f.size,
-        }),
-        _ => Err(UnixfsError::ChildNotFile {
-            parent: p.parent,
-            child: p.cid,
-        }),
-    }
-}
-
-/// Copies the inline part of `node`'s share of a read into `out` at `dest`, and queues
-/// the children it needs.
-fn copy_plan(
-    node: &FileNode,
-    offset: u64,
-    len: u64,
-    dest: u64,
-    out: &mut [u8],
-    next: &mut Vec<Pending>,
-) {
-    let plan = plan_read(node, offset, len);
-    if !plan.inline.is_empty() {
-        let src = node.data.get(plan.inline.clone()).unwrap_or_default();
-        let at = dest as usize;
-        if let Some(dst) = out.get_mut(at..at + src.len()) {
-            dst.copy_from_slice(src);
-        }
-    }
-    for c in plan.children {
-        let blocksize = node.children.get(c.index).map_or(0, |ch| ch.blocksize);
-        next.push(Pending {
-            parent: node.cid,
-            cid: c.cid,
-            expected_size: blocksize,
-            offset: c.offset,
-            len: c.len,
-            dest: dest + c.dest,
-        });
-    }
 }
 
 /// Every entry of the directory `cid` (plain or HAMT, all shards), sorted by name bytes.

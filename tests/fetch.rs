@@ -390,6 +390,8 @@ async fn cache_miss_then_hit() {
     let s = c.stats();
     assert_eq!((s.hits, s.misses, s.fetches), (1, 1, 1));
     assert_eq!(s.fetched_bytes, b.data().len() as u64);
+    // The disk write happens behind the reader's back; flush waits for it.
+    assert!(c.flush(Duration::from_secs(30)).await, "writes finished");
     assert!(c.disk().path_of(b.cid()).exists());
 }
 
@@ -403,6 +405,7 @@ async fn cache_persists_across_reopen() {
     for b in &blocks[..4] {
         c.get(b.cid()).await.unwrap();
     }
+    assert!(c.flush(Duration::from_secs(30)).await, "writes finished");
     drop(c);
     gw.stop().await;
     // A new cache on the same directory, pointing at the stopped gateway.
@@ -425,6 +428,7 @@ async fn corrupt_cached_block_is_fetched_again() {
     let c = cache(dir.path(), &[&gw]);
     let b = &blocks[6];
     c.get(b.cid()).await.unwrap();
+    assert!(c.flush(Duration::from_secs(30)).await, "writes finished");
     let path = c.disk().path_of(b.cid());
     std::fs::write(&path, b"rotten bytes").unwrap();
     // The running cache still holds the verified block in memory: right bytes, no request.
@@ -435,6 +439,7 @@ async fn corrupt_cached_block_is_fetched_again() {
     assert_eq!(&c.get(b.cid()).await.unwrap(), b);
     assert_eq!(gw.requests(b.cid()), 2);
     assert_eq!(c.stats().corrupt_dropped, 1);
+    assert!(c.flush(Duration::from_secs(30)).await, "writes finished");
     assert_eq!(std::fs::read(&path).unwrap(), b.data().to_vec(), "repaired");
 }
 

@@ -38,7 +38,7 @@ pub struct AddArgs {
     /// Use raw blocks for leaves (`--raw-leaves`, `--raw-leaves=false`).
     #[arg(long, num_args = 0..=1, require_equals = true, default_missing_value = "true", value_name = "BOOL")]
     pub raw_leaves: Option<bool>,
-    /// Chunker: size-N, buzhash or default.
+    /// Chunker: size-N, buzhash, squashfs (AppImages/squashfs images) or default.
     #[arg(short = 's', long, value_name = "SPEC")]
     pub chunker: Option<String>,
     /// Use the trickle DAG layout.

@@ -14,7 +14,7 @@ use distfs::dist::coldstart::ColdStartConfig;
 use distfs::dist::trace::Tracer;
 use distfs::dist::DistView;
 use distfs::fetch::{Fetcher, FetcherConfig};
-use distfs::fs::mount::{lazy_unmount, mount, MountConfig};
+use distfs::fs::mount::{lazy_unmount, mount, raise_readahead, MountConfig};
 use distfs::fs::DistFs;
 use distfs::store::cache::CacheStore;
 use distfs::store::disk::DiskStore;
@@ -89,7 +89,7 @@ pub fn run(args: MountArgs) -> anyhow::Result<()> {
         );
     }
     let cache_dir = args.cache_dir.clone().unwrap_or_else(default_cache_dir);
-    let disk = DiskStore::open(&cache_dir)
+    let disk = DiskStore::open_unsynced(&cache_dir)
         .with_context(|| format!("opening the cache in {}", cache_dir.display()))?;
     let deadline = Duration::from_secs(args.read_timeout.max(1));
     let config = FetcherConfig {
@@ -117,7 +117,7 @@ pub fn run(args: MountArgs) -> anyhow::Result<()> {
         background: !args.no_background_fetch && !args.offline,
         ..ColdStartConfig::default()
     };
-    let view = Arc::new(DistView::new(store, root, deadline).with_cold_start(cold, tracer));
+    let view = Arc::new(DistView::new(store.clone(), root, deadline).with_cold_start(cold, tracer));
 
     // Fail before mounting if the root cannot be had: a mount of nothing helps nobody.
     runtime
@@ -135,6 +135,9 @@ pub fn run(args: MountArgs) -> anyhow::Result<()> {
     tracing::info!(mountpoint = %args.mountpoint.display(), %root, "mounted");
     // The FUSE connection's device number, for the fusectl abort of last resort.
     let fuse_dev = std::fs::metadata(&args.mountpoint).map(|m| m.dev()).ok();
+    if let Some(dev) = fuse_dev {
+        raise_readahead(dev);
+    }
 
     let ended_by_signal = runtime.block_on(wait_for_end(&session));
     if ended_by_signal {
@@ -151,17 +154,23 @@ pub fn run(args: MountArgs) -> anyhow::Result<()> {
             // The FUSE thread is stuck on a connection the kernel no longer serves; leave
             // without joining it.
             view.shutdown();
+            flush_cache(&runtime, &store);
             std::process::exit(0);
         }
     }
-    let joined = session.join();
+    if let Err(e) = session.join() {
+        tracing::debug!("FUSE session ended with: {e}");
+    }
     view.shutdown();
-    match joined {
-        Ok(()) => Ok(()),
-        Err(e) => {
-            tracing::debug!("FUSE session ended with: {e}");
-            Ok(())
-        }
+    flush_cache(&runtime, &store);
+    Ok(())
+}
+
+/// Lets the cache's background disk writes finish, so the next mount finds what this one
+/// fetched.
+fn flush_cache(runtime: &tokio::runtime::Runtime, store: &CacheStore) {
+    if !runtime.block_on(store.flush(Duration::from_secs(30))) {
+        tracing::warn!("some fetched blocks were not written to the cache before exit");
     }
 }
 

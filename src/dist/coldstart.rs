@@ -21,7 +21,7 @@ use super::inode::{Inode, ROOT_INO};
 use super::prefetch::{PrefetchList, TracedRead, MAX_SIDECAR_BYTES, SIDECAR_SUFFIX};
 use super::trace::Tracer;
 use crate::store::BlockStore;
-use crate::walk::{self, WalkError};
+use crate::walk::{self, NodeCache, WalkError};
 
 /// Bytes fetched per background step.
 pub const BACKGROUND_CHUNK: u64 = 1024 * 1024;
@@ -73,6 +73,8 @@ pub struct ColdStartStats {
 /// Cold-start state of one mount.
 pub struct ColdStart {
     store: Arc<dyn BlockStore>,
+    /// The view's decoded internal nodes, shared with its readers.
+    nodes: Arc<NodeCache>,
     config: ColdStartConfig,
     rt: Option<tokio::runtime::Handle>,
     /// File inode → (parent inode, name), first seen wins. Map operations only under the
@@ -98,16 +100,19 @@ impl Drop for Foreground<'_> {
 }
 
 impl ColdStart {
-    /// Cold-start help over `store`; tasks run on the current tokio runtime (if any when
-    /// this is called, else whichever is current at `start`). `tracer` records every read.
+    /// Cold-start help over `store` (decoded internal nodes shared through `nodes`); tasks
+    /// run on the current tokio runtime (if any when this is called, else whichever is
+    /// current at `start`). `tracer` records every read.
     pub fn new(
         store: Arc<dyn BlockStore>,
+        nodes: Arc<NodeCache>,
         config: ColdStartConfig,
         tracer: Option<Tracer>,
     ) -> ColdStart {
         let slots = Arc::new(Semaphore::new(config.background_concurrency.max(1)));
         ColdStart {
             store,
+            nodes,
             config,
             rt: tokio::runtime::Handle::try_current().ok(),
             names: Mutex::default(),
@@ -268,8 +273,9 @@ impl ColdStart {
             })
             .collect();
         let started = Instant::now();
+        let nodes = self.nodes.as_ref();
         stream::iter(pieces)
-            .map(|(o, l)| async move { walk::read_range(store, &cid, o, l).await.map(|_| ()) })
+            .map(|(o, l)| walk::prefetch_range(store, nodes, &cid, o, l))
             .buffer_unordered(PREFETCH_CONCURRENCY)
             .try_collect::<()>()
             .await?;
@@ -294,9 +300,7 @@ impl ColdStart {
                 // A closed semaphore cannot happen (it is never closed); go ahead if it did.
                 let _slot = self.slots.acquire().await.ok();
                 self.yield_to_foreground().await;
-                walk::read_range(store, &cid, offset, BACKGROUND_CHUNK)
-                    .await
-                    .map(|_| ())
+                walk::prefetch_range(store, &self.nodes, &cid, offset, BACKGROUND_CHUNK).await
             })
             .buffer_unordered(self.config.background_concurrency.max(1))
             .try_collect::<()>()
@@ -340,7 +344,8 @@ mod tests {
             prefetch_lists: false,
             ..ColdStartConfig::default()
         };
-        let cold = Arc::new(ColdStart::new(store.clone(), config, None));
+        let nodes = Arc::new(NodeCache::default());
+        let cold = Arc::new(ColdStart::new(store.clone(), nodes, config, None));
         let file = Inode {
             ino: 7,
             parent: ROOT_INO,

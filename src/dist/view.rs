@@ -21,7 +21,7 @@ use super::inode::{Inode, Inodes, Kind, Level, VersionInfo, ROOT_INO};
 use super::trace::Tracer;
 use super::{meta, versions};
 use crate::store::BlockStore;
-use crate::walk::{self, WalkError};
+use crate::walk::{self, NodeCache, WalkError};
 
 /// The most bytes of a `versions` file we read.
 const MAX_VERSIONS_FILE: u64 = 1024 * 1024;
@@ -95,6 +95,8 @@ pub struct DistView {
     inodes: Inodes,
     listings: Mutex<HashMap<u64, Listing>>,
     seq: Mutex<HashMap<u64, Seq>>,
+    /// Decoded internal nodes of the files being read (shared by readers and readahead).
+    nodes: Arc<NodeCache>,
     deadline: Duration,
     cold: Arc<ColdStart>,
 }
@@ -103,8 +105,10 @@ impl DistView {
     /// A view of the distribution whose root directory is `root`. Every operation that needs
     /// blocks gives up after `deadline`.
     pub fn new(store: Arc<dyn BlockStore>, root: Cid, deadline: Duration) -> DistView {
+        let nodes: Arc<NodeCache> = Arc::default();
         let cold = Arc::new(ColdStart::new(
             store.clone(),
+            nodes.clone(),
             ColdStartConfig::default(),
             None,
         ));
@@ -113,6 +117,7 @@ impl DistView {
             inodes: Inodes::new(root),
             listings: Mutex::default(),
             seq: Mutex::default(),
+            nodes,
             deadline,
             cold,
         }
@@ -120,7 +125,12 @@ impl DistView {
 
     /// This view with the given cold-start help (`dist::coldstart`) and read trace.
     pub fn with_cold_start(mut self, config: ColdStartConfig, tracer: Option<Tracer>) -> DistView {
-        self.cold = Arc::new(ColdStart::new(self.store.clone(), config, tracer));
+        self.cold = Arc::new(ColdStart::new(
+            self.store.clone(),
+            self.nodes.clone(),
+            config,
+            tracer,
+        ));
         self
     }
 
@@ -211,7 +221,13 @@ impl DistView {
         let _foreground = self.cold.foreground();
         self.cold.trace(&node, offset, u64::from(size));
         self.readahead(&node, offset, u64::from(size));
-        let read = walk::read_range(self.store.as_ref(), &node.cid, offset, u64::from(size));
+        let read = walk::read_range_cached(
+            self.store.as_ref(),
+            &self.nodes,
+            &node.cid,
+            offset,
+            u64::from(size),
+        );
         self.bounded(async { Ok(read.await?) }).await
     }
 
@@ -457,10 +473,12 @@ impl DistView {
         let Ok(handle) = tokio::runtime::Handle::try_current() else {
             return;
         };
-        let store = self.store.clone();
+        let (store, nodes) = (self.store.clone(), Arc::clone(&self.nodes));
         let cid = node.cid;
         handle.spawn(async move {
-            if let Err(e) = walk::read_range(store.as_ref(), &cid, start, READAHEAD_WINDOW).await {
+            let window =
+                walk::prefetch_range(store.as_ref(), &nodes, &cid, start, READAHEAD_WINDOW);
+            if let Err(e) = window.await {
                 tracing::debug!(%cid, start, "readahead failed: {e}");
             }
         });

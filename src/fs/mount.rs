@@ -102,3 +102,19 @@ pub fn mount(fs: DistFs, cfg: &MountConfig) -> Result<fuser::BackgroundSession, 
         source,
     })
 }
+
+/// The kernel readahead window distfs asks for on its mounts, in KiB.
+pub const READ_AHEAD_KB: u32 = 1024;
+
+/// Raises the kernel's readahead window of the FUSE mount whose device number is `dev` to
+/// [`READ_AHEAD_KB`], so that sequential readers send 1 MiB READs instead of 128 KiB ones
+/// (FUSE.md: `set_max_readahead` cannot raise it; the bdi's `read_ahead_kb` can). Root only;
+/// anyone else keeps the kernel's default, which works, just with 8 times the requests.
+pub fn raise_readahead(dev: u64) {
+    let (major, minor) = (libc::major(dev), libc::minor(dev));
+    let path = format!("/sys/class/bdi/{major}:{minor}/read_ahead_kb");
+    match std::fs::write(&path, READ_AHEAD_KB.to_string()) {
+        Ok(()) => tracing::debug!(%path, kb = READ_AHEAD_KB, "raised the readahead window"),
+        Err(e) => tracing::debug!(%path, "kept the kernel's readahead window: {e}"),
+    }
+}

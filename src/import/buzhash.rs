@@ -43,6 +43,14 @@ impl<R: Read> Buzhash<R> {
     }
 }
 
+impl<R> Buzhash<R> {
+    /// The reader back. Bytes read but not yet handed out are dropped with the chunker, so
+    /// call this only after `next_chunk` returned `None`.
+    pub fn into_inner(self) -> R {
+        self.reader
+    }
+}
+
 impl<R: Read> Chunker for Buzhash<R> {
     fn next_chunk(&mut self) -> io::Result<Option<Vec<u8>>> {
         if self.finished {

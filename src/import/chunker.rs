@@ -3,12 +3,14 @@
 //! Every chunker reads incrementally from a `std::io::Read` and hands out one owned chunk at a
 //! time, so memory stays flat whatever the file size. Specs follow Kubo/boxo
 //! `chunker/parse.go`: `size-N` (fixed, `0 < N <= 2096896`), `buzhash`, and `default`/`""`
-//! (= `size-262144`). Rabin is recognised and refused; `squashfs` is reserved for a future
-//! squashfs-aware chunker.
+//! (= `size-262144`); Rabin is recognised and refused. `squashfs` is ours
+//! ([`super::squashfs`]): it reads the image's tables before streaming, so it needs a
+//! seekable input ([`ChunkerSpec::open_seekable`]).
 
-use std::io::{self, Read};
+use std::io::{self, Read, Seek};
 
 use super::buzhash::Buzhash;
+use super::squashfs::SquashfsChunker;
 use super::ImportError;
 
 /// Kubo's default chunk size (`size-262144`).
@@ -23,7 +25,8 @@ pub enum ChunkerSpec {
     Size(usize),
     /// boxo's buzhash content-defined chunker (128 KiB min, 512 KiB max).
     Buzhash,
-    /// Reserved: a chunker that cuts at squashfs block boundaries (not implemented yet).
+    /// Cuts AppImages and squashfs images at their blocks (one chunk per block), else
+    /// buzhash.
     Squashfs,
 }
 
@@ -65,10 +68,25 @@ impl ChunkerSpec {
                 "rabin chunking is not supported by distfs; use size-N or buzhash",
             ));
         }
-        Err(bad("unknown chunker; use size-N, buzhash or default"))
+        Err(bad(
+            "unknown chunker; use size-N, buzhash, squashfs or default",
+        ))
     }
 
-    /// A chunker of this kind over `reader`.
+    /// A chunker of this kind over a seekable `reader` positioned at its start: any spec,
+    /// including `squashfs`.
+    pub fn open_seekable<R: Read + Seek>(self, reader: R) -> Result<AnyChunker<R>, ImportError> {
+        match self {
+            ChunkerSpec::Squashfs => {
+                let (chunker, _) =
+                    SquashfsChunker::open(reader, 0).map_err(ImportError::stream_io)?;
+                Ok(AnyChunker::Squashfs(chunker))
+            }
+            other => other.open(reader),
+        }
+    }
+
+    /// A chunker of this kind over a stream. `squashfs` needs [`ChunkerSpec::open_seekable`].
     pub fn open<R: Read>(self, reader: R) -> Result<AnyChunker<R>, ImportError> {
         match self {
             ChunkerSpec::Size(n) if n > 0 && n <= MAX_CHUNK_SIZE => {
@@ -81,7 +99,8 @@ impl ChunkerSpec {
             ChunkerSpec::Buzhash => Ok(AnyChunker::Buzhash(Buzhash::new(reader))),
             ChunkerSpec::Squashfs => Err(ImportError::BadChunker {
                 spec: "squashfs".into(),
-                reason: "the squashfs-aware chunker is not implemented yet; use size-N or buzhash"
+                reason: "the squashfs chunker reads the image's tables first and needs a \
+                         seekable file, not a stream; add the file by path"
                     .into(),
             }),
         }
@@ -110,6 +129,8 @@ pub enum AnyChunker<R> {
     Fixed(FixedChunker<R>),
     /// Buzhash.
     Buzhash(Buzhash<R>),
+    /// Squashfs-aware.
+    Squashfs(SquashfsChunker<R>),
 }
 
 impl<R: Read> Chunker for AnyChunker<R> {
@@ -117,6 +138,7 @@ impl<R: Read> Chunker for AnyChunker<R> {
         match self {
             AnyChunker::Fixed(c) => c.next_chunk(),
             AnyChunker::Buzhash(c) => c.next_chunk(),
+            AnyChunker::Squashfs(c) => c.next_chunk(),
         }
     }
 }
@@ -193,6 +215,12 @@ mod tests {
             ChunkerSpec::Size(2_096_896)
         );
         assert_eq!(ChunkerSpec::parse("buzhash").unwrap(), ChunkerSpec::Buzhash);
+        assert_eq!(
+            ChunkerSpec::parse("squashfs").unwrap(),
+            ChunkerSpec::Squashfs
+        );
+        // The squashfs chunker needs to seek; a plain stream is told so.
+        assert!(ChunkerSpec::Squashfs.open(&b"x"[..]).is_err());
         for bad in [
             "size-0",
             "size-2096897",

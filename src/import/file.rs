@@ -14,7 +14,7 @@
 //!   or the empty raw block.
 //! - mode/mtime go on the root only (boxo `FillMetadata` on the top-level node).
 
-use std::io::Read;
+use std::io::{Read, Seek};
 
 use bytes::Bytes;
 use cid::Cid;
@@ -41,20 +41,60 @@ pub struct FileNode {
 
 /// Imports the bytes of `reader` as one UnixFS file with `opts`, putting every block into
 /// `sink`, and returns the root. `meta` is written on the root node (dag-pb leaves only:
-/// callers resolve options so that metadata disables raw leaves, as Kubo does).
+/// callers resolve options so that metadata disables raw leaves, as Kubo does). The
+/// `squashfs` chunker needs [`import_file_seekable`].
 pub fn import_file<R: Read, S: BlockSink + ?Sized>(
     reader: R,
     opts: &ImportOptions,
     meta: &Metadata,
     sink: &mut S,
 ) -> Result<FileNode, ImportError> {
+    check_links(opts)?;
+    let chunks = opts.chunker.open(reader)?;
+    import_chunks(chunks, opts, meta, sink)
+}
+
+/// [`import_file`] for a seekable input positioned at its start: every chunker, including
+/// `squashfs` (which reads the image's tables before streaming the file).
+pub fn import_file_seekable<R: Read + Seek, S: BlockSink + ?Sized>(
+    reader: R,
+    opts: &ImportOptions,
+    meta: &Metadata,
+    sink: &mut S,
+) -> Result<FileNode, ImportError> {
+    check_links(opts)?;
+    let chunks = opts.chunker.open_seekable(reader)?;
+    import_chunks(chunks, opts, meta, sink)
+}
+
+/// [`import_file`] with a chunker built by the caller (benchmarks: a squashfs chunker with
+/// another maximum chunk size); `opts.chunker` is ignored.
+pub fn import_chunked<R: Read, S: BlockSink + ?Sized>(
+    chunks: AnyChunker<R>,
+    opts: &ImportOptions,
+    meta: &Metadata,
+    sink: &mut S,
+) -> Result<FileNode, ImportError> {
+    check_links(opts)?;
+    import_chunks(chunks, opts, meta, sink)
+}
+
+fn check_links(opts: &ImportOptions) -> Result<(), ImportError> {
     if opts.max_links < 2 {
         return Err(ImportError::InvalidOptions(format!(
             "max links per file node must be at least 2 (got {})",
             opts.max_links
         )));
     }
-    let chunks = opts.chunker.open(reader)?;
+    Ok(())
+}
+
+fn import_chunks<R: Read, S: BlockSink + ?Sized>(
+    chunks: AnyChunker<R>,
+    opts: &ImportOptions,
+    meta: &Metadata,
+    sink: &mut S,
+) -> Result<FileNode, ImportError> {
     let mut b = Builder {
         src: Lookahead {
             chunker: chunks,
@@ -144,7 +184,7 @@ impl<R: Read, S: BlockSink + ?Sized> Builder<'_, R, S> {
             Some(m) => {
                 let mut ud = Data {
                     r#type: ty as i32,
-                    data,
+                    data: data.map(Bytes::from),
                     filesize: Some(filesize),
                     ..Default::default()
                 };
@@ -322,7 +362,7 @@ mod tests {
                 for data in [None, Some(chunk.as_slice())] {
                     let ud = Data {
                         r#type: ty as i32,
-                        data: data.map(<[u8]>::to_vec),
+                        data: data.map(Bytes::copy_from_slice),
                         filesize: Some(len as u64),
                         ..Default::default()
                     };

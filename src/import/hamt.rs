@@ -162,7 +162,7 @@ impl Writer<'_> {
             .unwrap_or(bitfield.len());
         let mut ud = Data {
             r#type: DataType::HamtShard as i32,
-            data: Some(bitfield.split_off(first_nonzero)),
+            data: Some(bitfield.split_off(first_nonzero).into()),
             hash_type: Some(HASH_TYPE_MURMUR3),
             fanout: Some(self.fanout as u64),
             ..Default::default()

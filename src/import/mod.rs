@@ -2,7 +2,8 @@
 //! (boxo importer), streaming blocks into a [`BlockSink`] as soon as each is complete.
 //!
 //! Layout of the module:
-//! - [`chunker`] / [`buzhash`]: cutting a `Read` into chunks (`size-N`, `buzhash`).
+//! - [`chunker`] / [`buzhash`] / [`squashfs`]: cutting a file into chunks (`size-N`,
+//!   `buzhash`, `squashfs`: AppImages and squashfs images cut at their own blocks).
 //! - [`file`](mod@file): balanced and trickle file DAGs (SPECS.md §3.2–§3.4), memory bounded by
 //!   depth × max links, never by file size.
 //! - [`dir`] / [`hamt`]: directory nodes and HAMT sharding (SPECS.md §3.6; the hash is
@@ -19,6 +20,7 @@ pub mod dir;
 pub mod file;
 pub mod hamt;
 pub mod sink;
+pub mod squashfs;
 pub mod tree;
 
 use std::path::PathBuf;
@@ -27,7 +29,7 @@ use cid::Cid;
 
 pub use chunker::ChunkerSpec;
 pub use dir::{build_directory, DirEntry};
-pub use file::{import_file, FileNode};
+pub use file::{import_chunked, import_file, import_file_seekable, FileNode};
 pub use sink::{BlockSink, CarSink, NullSink, Tee, VecSink};
 pub use tree::{add_path, AddedEntry};
 

@@ -25,7 +25,7 @@ use cid::Cid;
 use prost::Message;
 
 use super::dir::{build_directory, DirEntry};
-use super::file::import_file;
+use super::file::import_file_seekable;
 use super::{BlockSink, ImportError, ImportOptions, Metadata, Mtime};
 use crate::block::{codec, Block};
 use crate::unixfs::pb::{encode_pb_node, Data, DataType};
@@ -139,8 +139,8 @@ impl<S: BlockSink + ?Sized> Walker<'_, S> {
             }
         } else if ft.is_file() {
             let file = File::open(path).map_err(io)?;
-            let node =
-                import_file(file, self.opts, &meta, self.sink).map_err(|e| e.with_path(path))?;
+            let node = import_file_seekable(file, self.opts, &meta, self.sink)
+                .map_err(|e| e.with_path(path))?;
             AddedEntry {
                 path: rel.to_string(),
                 cid: node.cid,
@@ -209,7 +209,7 @@ impl<S: BlockSink + ?Sized> Walker<'_, S> {
     fn symlink(&mut self, target: &[u8], meta: &Metadata) -> Result<(Cid, u64), ImportError> {
         let mut ud = Data {
             r#type: DataType::Symlink as i32,
-            data: Some(target.to_vec()),
+            data: Some(bytes::Bytes::copy_from_slice(target)),
             ..Default::default()
         };
         meta.apply(&mut ud);

@@ -113,6 +113,10 @@ impl MemTier {
         self.blocks.get(&multihash_key(cid))?.relabel(cid)
     }
 
+    fn contains(&self, cid: &Cid) -> bool {
+        self.blocks.contains(&multihash_key(cid))
+    }
+
     fn insert(&mut self, block: &Block) {
         let len = block.data().len();
         if len > self.budget {
@@ -131,8 +135,13 @@ impl MemTier {
     }
 }
 
+/// Disk writes of fetched blocks that may be pending at once (each holds its block in memory).
+pub const MAX_PENDING_WRITES: usize = 64;
+
 struct Inner {
     mem: std::sync::Mutex<MemTier>,
+    /// One permit per pending background disk write.
+    writes: Arc<tokio::sync::Semaphore>,
     disk: DiskStore,
     fetcher: Fetcher,
     offline: AtomicBool,
@@ -150,6 +159,7 @@ impl CacheStore {
         CacheStore {
             inner: Arc::new(Inner {
                 mem: std::sync::Mutex::new(MemTier::new(MEMORY_TIER_BYTES)),
+                writes: Arc::new(tokio::sync::Semaphore::new(MAX_PENDING_WRITES)),
                 disk,
                 fetcher,
                 offline: AtomicBool::new(false),
@@ -177,6 +187,16 @@ impl CacheStore {
     /// Whether the cache is offline.
     pub fn is_offline(&self) -> bool {
         self.inner.offline.load(Ordering::Relaxed)
+    }
+
+    /// Waits until every background disk write started so far has finished, or `limit`
+    /// has passed; returns whether they all finished.
+    pub async fn flush(&self, limit: std::time::Duration) -> bool {
+        let all = u32::try_from(MAX_PENDING_WRITES).unwrap_or(u32::MAX);
+        matches!(
+            tokio::time::timeout(limit, self.inner.writes.acquire_many(all)).await,
+            Ok(Ok(_))
+        )
     }
 
     /// The disk store underneath.
@@ -258,10 +278,11 @@ impl Inner {
         }
     }
 
-    /// The single-flight body: look again (an earlier flight may have just written it),
+    /// The single-flight body: look again (an earlier flight may have just fetched it),
     /// fetch, store. A failed disk write is logged and the verified block still returned.
     async fn fill(&self, cid: Cid) -> Result<Block, CacheError> {
-        if let Some(b) = self.read_disk(&cid).await? {
+        // A flight that ended just before this one started put its block in memory first.
+        if let Some(b) = self.mem_get(&cid) {
             return Ok(b);
         }
         if self.offline.load(Ordering::Relaxed) {
@@ -272,10 +293,24 @@ impl Inner {
         self.fetched_bytes
             .fetch_add(block.data().len() as u64, Ordering::Relaxed);
         self.mem_insert(&block);
-        if let Err(e) = self.disk.put(block.clone()).await {
-            tracing::warn!(cid = %cid, "fetched block could not be cached on disk: {e}");
-        }
+        self.write_behind(block.clone()).await;
         Ok(block)
+    }
+
+    /// Writes `block` to disk in the background; waits only when [`MAX_PENDING_WRITES`]
+    /// writes are already pending. A failed write is logged (the block stays fetchable).
+    async fn write_behind(&self, block: Block) {
+        let Ok(permit) = Arc::clone(&self.writes).acquire_owned().await else {
+            return; // the semaphore is never closed
+        };
+        let disk = self.disk.clone();
+        tokio::spawn(async move {
+            let cid = *block.cid();
+            if let Err(e) = disk.put(block).await {
+                tracing::warn!(cid = %cid, "fetched block could not be cached on disk: {e}");
+            }
+            drop(permit);
+        });
     }
 }
 
@@ -310,8 +345,11 @@ impl BlockStore for CacheStore {
         self.inner.disk.put(block).await
     }
 
-    /// Whether the block is cached on disk (never fetches).
+    /// Whether the block is cached, in memory or on disk (never fetches).
     async fn has(&self, cid: &Cid) -> Result<bool, StoreError> {
+        if self.inner.mem().contains(cid) {
+            return Ok(true);
+        }
         self.inner.disk.has(cid).await
     }
 }

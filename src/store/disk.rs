@@ -6,6 +6,12 @@
 //! sees a half-written block. Reads re-verify the bytes against the CID asked for; a block that
 //! fails is deleted and reported, so that the caller can fetch it again.
 //!
+//! Stores opened with [`DiskStore::open`] fsync each block before the rename (a publisher's or
+//! gateway's store, where a block is the only copy). A cache opened with
+//! [`DiskStore::open_unsynced`] skips the fsync: after a power loss a block file may be torn or
+//! empty, and the verification on every read drops it and the cache fetches it again, so
+//! nothing wrong is ever served and the write path does not wait for the disk.
+//!
 //! The sync methods are for sync callers (the importer's sink, tools); the async
 //! [`BlockStore`] impl moves every file operation onto `spawn_blocking`.
 
@@ -32,11 +38,23 @@ pub struct DiskStore {
 struct Inner {
     blocks: PathBuf,
     tmp_counter: AtomicU64,
+    /// fsync each block file before renaming it into place.
+    fsync: bool,
 }
 
 impl DiskStore {
-    /// Opens (creating if needed) a store rooted at `dir`.
+    /// Opens (creating if needed) a durable store rooted at `dir`: blocks are fsynced.
     pub fn open(dir: impl AsRef<Path>) -> Result<DiskStore, StoreError> {
+        DiskStore::open_with(dir, true)
+    }
+
+    /// Opens (creating if needed) a cache rooted at `dir`, whose writes are not fsynced
+    /// (see the module doc: verification on read makes that safe for a cache).
+    pub fn open_unsynced(dir: impl AsRef<Path>) -> Result<DiskStore, StoreError> {
+        DiskStore::open_with(dir, false)
+    }
+
+    fn open_with(dir: impl AsRef<Path>, fsync: bool) -> Result<DiskStore, StoreError> {
         let blocks = dir.as_ref().join("blocks");
         fs::create_dir_all(&blocks).map_err(|source| StoreError::Io {
             path: blocks.clone(),
@@ -46,6 +64,7 @@ impl DiskStore {
             inner: Arc::new(Inner {
                 blocks,
                 tmp_counter: AtomicU64::new(0),
+                fsync,
             }),
         })
     }
@@ -100,7 +119,9 @@ impl DiskStore {
         let write = || -> io::Result<()> {
             let mut f = fs::File::create(&tmp)?;
             f.write_all(block.data())?;
-            f.sync_data()?;
+            if self.inner.fsync {
+                f.sync_data()?;
+            }
             fs::rename(&tmp, &path)
         };
         if let Err(source) = write() {

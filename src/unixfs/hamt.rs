@@ -89,7 +89,7 @@ impl ShardNode {
                 })
             }
         };
-        let bitfield = data.data.unwrap_or_default();
+        let bitfield = data.data.map(|b| b.to_vec()).unwrap_or_default();
         if bitfield.len() > fanout as usize / 8 {
             return Err(UnixfsError::BadBitfield {
                 cid: *cid,

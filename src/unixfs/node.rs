@@ -136,7 +136,7 @@ impl Node {
     pub fn decode(cid: &Cid, data: &[u8]) -> Result<Node, UnixfsError> {
         match cid.codec() {
             codec::RAW => Ok(raw_file(cid, Bytes::copy_from_slice(data))),
-            codec::DAG_PB => decode_dag_pb(cid, data),
+            codec::DAG_PB => decode_dag_pb(cid, Bytes::copy_from_slice(data)),
             other => Err(UnixfsError::NotUnixfs {
                 cid: *cid,
                 codec: other,
@@ -149,7 +149,10 @@ impl Node {
         if block.cid().codec() == codec::RAW {
             return Ok(raw_file(block.cid(), block.data().clone()));
         }
-        Node::decode(block.cid(), block.data())
+        match block.cid().codec() {
+            codec::DAG_PB => decode_dag_pb(block.cid(), block.data().clone()),
+            _ => Node::decode(block.cid(), block.data()),
+        }
     }
 
     /// The CID of the block this node came from.
@@ -183,7 +186,8 @@ fn raw_file(cid: &Cid, data: Bytes) -> Node {
     })
 }
 
-fn decode_dag_pb(cid: &Cid, bytes: &[u8]) -> Result<Node, UnixfsError> {
+/// Decodes a dag-pb block; byte fields (a leaf's file bytes) share `bytes`' buffer.
+fn decode_dag_pb(cid: &Cid, bytes: Bytes) -> Result<Node, UnixfsError> {
     let pb = PbNodeBytes::decode(bytes).map_err(|e| UnixfsError::Protobuf {
         cid: *cid,
         what: "dag-pb PBNode",
@@ -197,7 +201,7 @@ fn decode_dag_pb(cid: &Cid, bytes: &[u8]) -> Result<Node, UnixfsError> {
         });
     }
     let raw = pb.data.ok_or(UnixfsError::NoData { cid: *cid })?;
-    let data = Data::decode(raw.as_slice()).map_err(|e| UnixfsError::Protobuf {
+    let data = Data::decode(raw).map_err(|e| UnixfsError::Protobuf {
         cid: *cid,
         what: "UnixFS Data",
         reason: e.to_string(),
@@ -217,7 +221,7 @@ fn decode_dag_pb(cid: &Cid, bytes: &[u8]) -> Result<Node, UnixfsError> {
         }
         Ok(DataType::Symlink) => Ok(Node::Symlink(SymlinkNode {
             cid: *cid,
-            target: Bytes::from(data.data.unwrap_or_default()),
+            target: data.data.unwrap_or_default(),
             meta,
         })),
         Ok(DataType::Metadata) | Err(_) => Err(UnixfsError::UnsupportedType {
@@ -276,7 +280,7 @@ fn file(
             blocksizes: data.blocksizes.len(),
         });
     }
-    let inline = Bytes::from(data.data.unwrap_or_default());
+    let inline = data.data.clone().unwrap_or_default();
     let mut size = inline.len() as u64;
     let mut children = Vec::with_capacity(links.len());
     for (index, ((child, pb), blocksize)) in links

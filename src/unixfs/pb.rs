@@ -50,9 +50,10 @@ pub struct PbLinkBytes {
 /// A dag-pb node as the reader decodes it (links with byte names, see [`PbLinkBytes`]).
 #[derive(Clone, PartialEq, Message)]
 pub struct PbNodeBytes {
-    /// Opaque payload: for UnixFS, an encoded [`Data`] message.
-    #[prost(bytes = "vec", optional, tag = "1")]
-    pub data: Option<Vec<u8>>,
+    /// Opaque payload: for UnixFS, an encoded [`Data`] message. `Bytes`, so that decoding
+    /// from a block's buffer shares it instead of copying (a leaf's file bytes live here).
+    #[prost(bytes = "bytes", optional, tag = "1")]
+    pub data: Option<bytes::Bytes>,
     /// Links in traversal order.
     #[prost(message, repeated, tag = "2")]
     pub links: Vec<PbLinkBytes>,
@@ -93,9 +94,9 @@ pub struct Data {
     /// Node type (required).
     #[prost(enumeration = "DataType", required, tag = "1")]
     pub r#type: i32,
-    /// File bytes, symlink target, or HAMT bitfield.
-    #[prost(bytes = "vec", optional, tag = "2")]
-    pub data: Option<Vec<u8>>,
+    /// File bytes, symlink target, or HAMT bitfield (`Bytes`: decoded without a copy).
+    #[prost(bytes = "bytes", optional, tag = "2")]
+    pub data: Option<bytes::Bytes>,
     /// Total file bytes below this node.
     #[prost(uint64, optional, tag = "3")]
     pub filesize: Option<u64>,
@@ -139,7 +140,7 @@ mod tests {
     fn hello_world_leaf_bytes_match_kubo() {
         let data = Data {
             r#type: DataType::File as i32,
-            data: Some(b"hello world\n".to_vec()),
+            data: Some(bytes::Bytes::from_static(b"hello world\n")),
             filesize: Some(12),
             ..Default::default()
         };

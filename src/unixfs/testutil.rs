@@ -65,7 +65,7 @@ pub(crate) fn leaf(blocks: &mut Blocks, chunk: &[u8], kind: Leaf) -> (Cid, u64) 
             };
             let data = Data {
                 r#type: ty as i32,
-                data: (!chunk.is_empty()).then(|| chunk.to_vec()),
+                data: (!chunk.is_empty()).then(|| Bytes::copy_from_slice(chunk)),
                 filesize: Some(size),
                 ..Default::default()
             };
@@ -89,7 +89,7 @@ pub(crate) fn internal(blocks: &mut Blocks, inline: &[u8], children: &[(Cid, u64
     let size = inline.len() as u64 + children.iter().map(|c| c.1).sum::<u64>();
     let data = Data {
         r#type: DataType::File as i32,
-        data: (!inline.is_empty()).then(|| inline.to_vec()),
+        data: (!inline.is_empty()).then(|| Bytes::copy_from_slice(inline)),
         filesize: Some(size),
         blocksizes: children.iter().map(|c| c.1).collect(),
         ..Default::default()

@@ -71,6 +71,54 @@ async fn range_reads_touch_only_their_leaves() {
 }
 
 #[tokio::test]
+async fn cached_reads_decode_internal_nodes_once_and_share_leaf_buffers() {
+    // Same 2-level DAG; a sequential reader in 50-byte reads, as the kernel would send.
+    let data = bytes(1000);
+    let mut blocks = Blocks::default();
+    let root = balanced(&mut blocks, &data, 100, 4, Leaf::Raw);
+    let store = store_of(blocks);
+    let nodes = NodeCache::default();
+    for off in (0..1000).step_by(50) {
+        let got = read_range_cached(&store, &nodes, &root, off, 50)
+            .await
+            .unwrap();
+        assert_eq!(&got[..], &data[off as usize..off as usize + 50]);
+    }
+    // Each block once: root + 3 level-1 nodes from the cache after the first use, and each
+    // of the 10 leaves twice (two reads per leaf; leaves are not node-cached).
+    assert_eq!(store.gets(&root), 1, "root decoded once");
+    assert_eq!(store.total(), 1 + 3 + 10 * 2);
+    assert_eq!(nodes.len(), 4, "root and the three level-1 nodes");
+    // A read inside one leaf is a slice of the block, not a copy.
+    let leaf = read_range_cached(&store, &nodes, &root, 120, 30)
+        .await
+        .unwrap();
+    let again = read_range_cached(&store, &nodes, &root, 120, 30)
+        .await
+        .unwrap();
+    assert_eq!(
+        leaf.as_ptr(),
+        again.as_ptr(),
+        "both share the stored block's buffer"
+    );
+    // Spanning two leaves is assembled, and right.
+    let span = read_range_cached(&store, &nodes, &root, 190, 20)
+        .await
+        .unwrap();
+    assert_eq!(&span[..], &data[190..210]);
+    // Prefetch touches the same blocks and returns nothing.
+    store.reset();
+    prefetch_range(&store, &nodes, &root, 400, 300)
+        .await
+        .unwrap();
+    assert_eq!(
+        store.total(),
+        3,
+        "leaves 4, 5 and 6 only: the nodes are cached"
+    );
+}
+
+#[tokio::test]
 async fn oversized_reads_are_refused_before_fetching_children() {
     // A root claiming two children of MAX_READ_LEN bytes each (the children need not exist).
     let mut blocks = Blocks::default();

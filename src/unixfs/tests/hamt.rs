@@ -25,7 +25,7 @@ fn hamt_header_checks() {
         assert!(matches!(e, UnixfsError::BadHashType { .. }), "{e}");
     }
     let mut d = shard_data(Some(8), Some(0x22));
-    d.data = Some(vec![0xff, 0xff]);
+    d.data = Some(vec![0xff, 0xff].into());
     let e = decode(&pb(&[], &d)).unwrap_err();
     assert!(
         matches!(e, UnixfsError::BadBitfield { len: 2, max: 1, .. }),
