@@ -8,6 +8,7 @@ mod key;
 mod mount;
 mod publish;
 mod serve;
+mod trace;
 
 /// distfs: a peer-to-peer software distribution as a read-only filesystem.
 #[derive(Parser)]
@@ -29,6 +30,8 @@ enum Command {
     Publish(publish::PublishArgs),
     /// Run a trustless HTTP gateway over a block store and CAR files.
     Serve(serve::ServeArgs),
+    /// Turn a read trace (`distfs mount --trace`) into prefetch lists beside the files.
+    Trace(trace::TraceArgs),
 }
 
 /// Parses the command line, runs the subcommand and returns the process exit code.
@@ -41,6 +44,7 @@ pub fn main() -> i32 {
         Command::Mount(args) => mount::run(args),
         Command::Publish(args) => publish::run(args),
         Command::Serve(args) => serve::run(args),
+        Command::Trace(args) => trace::run(args),
     };
     match result {
         Ok(()) => 0,

@@ -10,6 +10,8 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context};
 use cid::Cid;
 
+use distfs::dist::coldstart::ColdStartConfig;
+use distfs::dist::trace::Tracer;
 use distfs::dist::DistView;
 use distfs::fetch::{Fetcher, FetcherConfig};
 use distfs::fs::mount::{lazy_unmount, mount, raise_readahead, MountConfig};
@@ -45,6 +47,13 @@ pub struct MountArgs {
     /// latency; lower it for a gateway that rate-limits).
     #[arg(long, value_name = "N", default_value_t = FetcherConfig::default().max_in_flight)]
     pub max_in_flight: usize,
+    /// Do not fetch the rest of an opened *.AppImage into the cache in the background.
+    #[arg(long)]
+    pub no_background_fetch: bool,
+    /// Write one JSON line per read ({"path","size","offset","len"}) to FILE; `distfs
+    /// trace` turns it into prefetch lists.
+    #[arg(long, value_name = "FILE")]
+    pub trace: Option<PathBuf>,
 }
 
 /// The default cache directory for this user.
@@ -100,7 +109,20 @@ pub fn run(args: MountArgs) -> anyhow::Result<()> {
     let _guard = runtime.enter();
     let fetcher = Fetcher::from_gateways(&args.gateways, config).context("configuring gateways")?;
     let store = Arc::new(CacheStore::new(disk, fetcher).with_offline(args.offline));
-    let view = Arc::new(DistView::new(store.clone(), root, deadline));
+    let tracer = match &args.trace {
+        Some(path) => Some(
+            Tracer::create(path)
+                .with_context(|| format!("creating the trace file {}", path.display()))?,
+        ),
+        None => None,
+    };
+    // Offline, there is nothing to fetch ahead of time.
+    let cold = ColdStartConfig {
+        prefetch_lists: !args.offline,
+        background: !args.no_background_fetch && !args.offline,
+        ..ColdStartConfig::default()
+    };
+    let view = Arc::new(DistView::new(store.clone(), root, deadline).with_cold_start(cold, tracer));
 
     // Fail before mounting if the root cannot be had: a mount of nothing helps nobody.
     runtime
@@ -109,7 +131,7 @@ pub fn run(args: MountArgs) -> anyhow::Result<()> {
 
     // SAFETY: getuid/getgid have no preconditions.
     let (uid, gid) = unsafe { (libc::getuid(), libc::getgid()) };
-    let fs = DistFs::new(view, runtime.handle().clone(), uid, gid);
+    let fs = DistFs::new(view.clone(), runtime.handle().clone(), uid, gid);
     let cfg = MountConfig {
         mountpoint: args.mountpoint.clone(),
         allow_other: args.allow_other,
@@ -136,6 +158,7 @@ pub fn run(args: MountArgs) -> anyhow::Result<()> {
             }
             // The FUSE thread is stuck on a connection the kernel no longer serves; leave
             // without joining it.
+            view.shutdown();
             flush_cache(&runtime, &store);
             std::process::exit(0);
         }
@@ -143,6 +166,7 @@ pub fn run(args: MountArgs) -> anyhow::Result<()> {
     if let Err(e) = session.join() {
         tracing::debug!("FUSE session ended with: {e}");
     }
+    view.shutdown();
     flush_cache(&runtime, &store);
     Ok(())
 }

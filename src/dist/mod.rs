@@ -1,8 +1,12 @@
 //! The `/dist` view of a distribution root: projects, their version directories, the
 //! `versions` file, `latest`, and per-version `dist.json` facts (which files are binaries);
-//! the inode table; and [`DistView`], the filesystem answers `fs` relays to the kernel.
+//! the inode table; [`DistView`], the filesystem answers `fs` relays to the kernel; and
+//! cold-start help for files run from the mount (prefetch lists, background fetch, traces).
+pub mod coldstart;
 pub mod inode;
 pub mod meta;
+pub mod prefetch;
+pub mod trace;
 pub mod versions;
 pub mod view;
 

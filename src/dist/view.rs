@@ -17,7 +17,9 @@ use bytes::Bytes;
 use cid::Cid;
 use futures::stream::{self, StreamExt, TryStreamExt};
 
+use super::coldstart::{ColdStart, ColdStartConfig};
 use super::inode::{Inode, Inodes, Kind, Level, VersionInfo, ROOT_INO};
+use super::trace::Tracer;
 use super::{meta, versions};
 use crate::store::BlockStore;
 use crate::walk::{self, NodeCache, WalkError};
@@ -97,20 +99,66 @@ pub struct DistView {
     /// Decoded internal nodes of the files being read (shared by readers and readahead).
     nodes: Arc<NodeCache>,
     deadline: Duration,
+    cold: Arc<ColdStart>,
 }
 
 impl DistView {
     /// A view of the distribution whose root directory is `root`. Every operation that needs
     /// blocks gives up after `deadline`.
     pub fn new(store: Arc<dyn BlockStore>, root: Cid, deadline: Duration) -> DistView {
+        let nodes: Arc<NodeCache> = Arc::default();
+        let cold = Arc::new(ColdStart::new(
+            store.clone(),
+            nodes.clone(),
+            ColdStartConfig::default(),
+            None,
+        ));
         DistView {
             store,
             inodes: Inodes::new(root),
             listings: Mutex::default(),
             seq: Mutex::default(),
-            nodes: Arc::default(),
+            nodes,
             deadline,
+            cold,
         }
+    }
+
+    /// This view with the given cold-start help (`dist::coldstart`) and read trace.
+    pub fn with_cold_start(mut self, config: ColdStartConfig, tracer: Option<Tracer>) -> DistView {
+        self.cold = Arc::new(ColdStart::new(
+            self.store.clone(),
+            self.nodes.clone(),
+            config,
+            tracer,
+        ));
+        self
+    }
+
+    /// The file `ino` was opened: starts its cold-start help (prefetch list, background
+    /// fetch) the first time its content is opened. Never waits.
+    pub fn opened(&self, ino: u64) {
+        let Ok(node) = self.inode(ino) else { return };
+        if node.kind != Kind::File {
+            return;
+        }
+        let Some((parent, name)) = self.cold.name_of(ino) else {
+            return;
+        };
+        if let Ok(dir) = self.inode(parent) {
+            self.cold.start(&node, dir.cid, &name);
+        }
+    }
+
+    /// Cold-start help counters.
+    pub fn cold_start(&self) -> &ColdStart {
+        &self.cold
+    }
+
+    /// Stops background work and writes out the read trace; call when the mount has ended
+    /// (blocking, outside the runtime).
+    pub fn shutdown(&self) {
+        self.cold.shutdown();
     }
 
     /// The root directory's CID.
@@ -172,6 +220,8 @@ impl DistView {
         if node.kind != Kind::File {
             return Err(ViewError::NotAFile { ino });
         }
+        let _foreground = self.cold.foreground();
+        self.cold.trace(&node, offset, u64::from(size));
         self.readahead(&node, offset, u64::from(size));
         let read = walk::read_range_cached(
             self.store.as_ref(),
@@ -375,7 +425,9 @@ impl DistView {
             mtime: stat.mtime,
             version_info: Arc::default(),
         };
-        Ok(Some(self.inodes.intern(dir.ino, name, node)))
+        let inode = self.inodes.intern(dir.ino, name, node);
+        self.cold.saw(inode.ino, dir.ino, name);
+        Ok(Some(inode))
     }
 
     /// Whether a file without a stored mode is a binary: named `*.AppImage`, listed in its

@@ -176,6 +176,7 @@ impl fuser::Filesystem for DistFs {
                     FopenFlags::empty()
                 };
                 reply.opened(FileHandle(0), cache);
+                self.view.opened(ino.0);
             }
             Ok(_) => reply.error(Errno::EISDIR),
             Err(e) => reply.error(errno(&e)),
