@@ -4,7 +4,9 @@
 use clap::{Parser, Subcommand};
 
 mod add;
+mod gc;
 mod mount;
+mod pin;
 mod serve;
 
 /// distfs: a peer-to-peer software distribution as a read-only filesystem.
@@ -23,6 +25,12 @@ enum Command {
     Mount(mount::MountArgs),
     /// Run a trustless HTTP gateway over a block store and CAR files.
     Serve(serve::ServeArgs),
+    /// Fetch a whole DAG into a cache directory and keep it through eviction and gc.
+    Pin(pin::PinArgs),
+    /// Release a pin.
+    Unpin(pin::UnpinArgs),
+    /// Clean a cache directory and evict it down to a size.
+    Gc(gc::GcArgs),
 }
 
 /// Parses the command line, runs the subcommand and returns the process exit code.
@@ -33,6 +41,9 @@ pub fn main() -> i32 {
         Command::Add(args) => add::run(args),
         Command::Mount(args) => mount::run(args),
         Command::Serve(args) => serve::run(args),
+        Command::Pin(args) => pin::pin(args),
+        Command::Unpin(args) => pin::unpin(args),
+        Command::Gc(args) => gc::run(args),
     };
     match result {
         Ok(()) => 0,
