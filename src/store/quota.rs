@@ -423,6 +423,69 @@ impl Drop for InUse {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::block::{codec, Block};
+
+    fn block(n: u8, len: usize) -> Block {
+        Block::encode(
+            cid::Version::V1,
+            codec::RAW,
+            bytes::Bytes::from(vec![n; len]),
+        )
+    }
+
+    /// Writes like the cache does (outside a runtime, eviction runs inline).
+    fn put(q: &Arc<Quota>, b: &Block) {
+        q.disk().put_sync(b).unwrap();
+        q.written(b.cid(), b.data().len() as u64);
+    }
+
+    fn on_disk(q: &Quota, b: &Block) -> bool {
+        q.disk().path_of(b.cid()).exists()
+    }
+
+    #[test]
+    fn eviction_keeps_pinned_and_held_blocks_and_stops_at_low_water() {
+        let dir = tempfile::tempdir().unwrap();
+        let disk = DiskStore::open_unsynced(dir.path()).unwrap();
+        let q = Arc::new(Quota::open(disk, Some(1000)).unwrap());
+        let blocks: Vec<Block> = (0..3).map(|n| block(n, 300)).collect();
+        for b in &blocks {
+            put(&q, b);
+        }
+        let held = InUse::new(Arc::clone(&q));
+        held.add(blocks[0].cid()); // least recent, but an open file reads it
+        q.pin_keys(&[multihash_key(blocks[1].cid())]);
+        put(&q, &block(9, 300)); // 1200 > 1000: evict to 900
+        let u = q.usage();
+        assert!(u.bytes <= 900, "{u:?}");
+        assert!(on_disk(&q, &blocks[0]) && on_disk(&q, &blocks[1]));
+        assert!(
+            !on_disk(&q, &blocks[2]),
+            "the least recent evictable block stays"
+        );
+        assert_eq!(q.evicted(), (1, 300));
+        drop(held);
+        put(&q, &block(10, 300));
+        put(&q, &block(11, 300)); // over again: now blocks[0] may go, blocks[1] never
+        assert!(!on_disk(&q, &blocks[0]) && on_disk(&q, &blocks[1]));
+        // A restart rebuilds the same totals from disk.
+        let again = Quota::open(q.disk().clone(), Some(1000)).unwrap();
+        assert_eq!(again.usage().bytes, q.usage().bytes);
+    }
+
+    #[test]
+    fn a_full_disk_lowers_the_limit_and_evicts() {
+        let dir = tempfile::tempdir().unwrap();
+        let disk = DiskStore::open_unsynced(dir.path()).unwrap();
+        let q = Arc::new(Quota::open(disk, None).unwrap());
+        for n in 0..10 {
+            put(&q, &block(n, 100));
+        }
+        assert_eq!(q.limit(), None);
+        q.disk_full();
+        assert_eq!(q.limit(), Some(1000));
+        assert_eq!(q.usage().bytes, 900);
+    }
 
     #[test]
     fn sizes() {
