@@ -19,8 +19,8 @@ use cid::Cid;
 
 use super::disk::DiskStore;
 use super::index::{scan, temp_file_pid, Index, Key, ScanReport};
-use super::{pins, StoreError};
-use crate::block::multihash_key;
+use super::{pins, BlockStore, StoreError};
+use crate::block::{multihash_key, Block};
 
 /// Automatic eviction deletes down to this share of the limit.
 pub const LOW_WATER_PERCENT: u64 = 90;
@@ -372,7 +372,8 @@ fn remove_foreign_temp_files(blocks: &std::path::Path) -> Result<u64, StoreError
 
 /// Blocks an open file reads, kept from eviction while this guard lives. Take one per open
 /// file ([`crate::store::cache::CacheStore::hold`]) and [`InUse::add`] each block read
-/// through it; dropping the guard releases them all.
+/// through it (or read through a [`Holding`] store, which does that); dropping the guard
+/// releases them all.
 #[derive(Debug)]
 pub struct InUse {
     quota: Arc<Quota>,
@@ -420,10 +421,44 @@ impl Drop for InUse {
     }
 }
 
+/// A [`BlockStore`] that reads through `store` and adds every block it returns to an
+/// [`InUse`] guard: give the reads of one open file this store, and its blocks stay cached
+/// for as long as the file is open.
+pub struct Holding<S> {
+    store: S,
+    held: Arc<InUse>,
+}
+
+impl<S> Holding<S> {
+    /// Reads through `store`, holding what it returns in `held`.
+    pub fn new(store: S, held: Arc<InUse>) -> Holding<S> {
+        Holding { store, held }
+    }
+}
+
+#[async_trait::async_trait]
+impl<S: BlockStore> BlockStore for Holding<S> {
+    async fn get(&self, cid: &Cid) -> Result<Option<Block>, StoreError> {
+        let block = self.store.get(cid).await?;
+        if block.is_some() {
+            self.held.add(cid);
+        }
+        Ok(block)
+    }
+
+    async fn put(&self, block: Block) -> Result<(), StoreError> {
+        self.store.put(block).await
+    }
+
+    async fn has(&self, cid: &Cid) -> Result<bool, StoreError> {
+        self.store.has(cid).await
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::block::{codec, Block};
+    use crate::block::codec;
 
     fn block(n: u8, len: usize) -> Block {
         Block::encode(
@@ -471,6 +506,29 @@ mod tests {
         // A restart rebuilds the same totals from disk.
         let again = Quota::open(q.disk().clone(), Some(1000)).unwrap();
         assert_eq!(again.usage().bytes, q.usage().bytes);
+    }
+
+    #[tokio::test]
+    async fn a_holding_store_keeps_what_it_read_until_dropped() {
+        let dir = tempfile::tempdir().unwrap();
+        let disk = DiskStore::open_unsynced(dir.path()).unwrap();
+        // No limit: only the explicit evictions below run (none in the background).
+        let q = Arc::new(Quota::open(disk.clone(), None).unwrap());
+        let (a, b) = (block(1, 300), block(2, 300));
+        let held = Arc::new(InUse::new(Arc::clone(&q)));
+        let reader = Holding::new(disk, Arc::clone(&held));
+        put(&q, &a);
+        assert_eq!(reader.get(a.cid()).await.unwrap(), Some(a.clone()));
+        assert_eq!(reader.get(b.cid()).await.unwrap(), None); // not held: not there
+        assert_eq!(held.len(), 1);
+        put(&q, &b);
+        q.evict_to(450); // b goes (a is held), though a is less recent
+
+        assert!(on_disk(&q, &a) && !on_disk(&q, &b));
+        drop(reader);
+        drop(held);
+        q.evict_to(0);
+        assert!(!on_disk(&q, &a));
     }
 
     #[test]
