@@ -4,8 +4,10 @@
 use clap::{Parser, Subcommand};
 
 mod add;
+mod gc;
 mod key;
 mod mount;
+mod pin;
 mod publish;
 mod serve;
 mod trace;
@@ -32,6 +34,12 @@ enum Command {
     Serve(serve::ServeArgs),
     /// Turn a read trace (`distfs mount --trace`) into prefetch lists beside the files.
     Trace(trace::TraceArgs),
+    /// Fetch a whole DAG into a cache directory and keep it through eviction and gc.
+    Pin(pin::PinArgs),
+    /// Release a pin.
+    Unpin(pin::UnpinArgs),
+    /// Clean a cache directory and evict it down to a size.
+    Gc(gc::GcArgs),
 }
 
 /// Parses the command line, runs the subcommand and returns the process exit code.
@@ -45,6 +53,9 @@ pub fn main() -> i32 {
         Command::Publish(args) => publish::run(args),
         Command::Serve(args) => serve::run(args),
         Command::Trace(args) => trace::run(args),
+        Command::Pin(args) => pin::pin(args),
+        Command::Unpin(args) => pin::unpin(args),
+        Command::Gc(args) => gc::run(args),
     };
     match result {
         Ok(()) => 0,

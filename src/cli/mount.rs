@@ -18,6 +18,8 @@ use distfs::fs::mount::{lazy_unmount, mount, raise_readahead, MountConfig};
 use distfs::fs::DistFs;
 use distfs::store::cache::CacheStore;
 use distfs::store::disk::DiskStore;
+use distfs::store::lock::CacheLock;
+use distfs::store::quota::Quota;
 
 /// Arguments of `distfs mount`.
 #[derive(clap::Args)]
@@ -34,6 +36,10 @@ pub struct MountArgs {
     /// /var/cache/distfs for root).
     #[arg(long, value_name = "DIR")]
     pub cache_dir: Option<PathBuf>,
+    /// Keep the cache under SIZE bytes (K/M/G/T suffixes, powers of 1024), evicting least
+    /// recently used unpinned blocks; default: no limit.
+    #[arg(long, value_name = "SIZE", value_parser = distfs::store::quota::parse_size)]
+    pub cache_size: Option<u64>,
     /// Serve from the cache only: blocks not cached fail at once with EIO.
     #[arg(long)]
     pub offline: bool,
@@ -57,7 +63,7 @@ pub struct MountArgs {
 }
 
 /// The default cache directory for this user.
-fn default_cache_dir() -> PathBuf {
+pub(crate) fn default_cache_dir() -> PathBuf {
     // SAFETY: geteuid has no preconditions.
     if unsafe { libc::geteuid() } == 0 {
         return PathBuf::from("/var/cache/distfs");
@@ -93,8 +99,16 @@ pub fn run(args: MountArgs) -> anyhow::Result<()> {
         );
     }
     let cache_dir = args.cache_dir.clone().unwrap_or_else(default_cache_dir);
+    let _lock = CacheLock::acquire(
+        &cache_dir,
+        &format!("mounted at {}", args.mountpoint.display()),
+    )?;
     let disk = DiskStore::open_unsynced(&cache_dir)
         .with_context(|| format!("opening the cache in {}", cache_dir.display()))?;
+    let quota = Arc::new(
+        Quota::open(disk, args.cache_size)
+            .with_context(|| format!("scanning the cache in {}", cache_dir.display()))?,
+    );
     let deadline = Duration::from_secs(args.read_timeout.max(1));
     let config = FetcherConfig {
         deadline,
@@ -108,7 +122,7 @@ pub fn run(args: MountArgs) -> anyhow::Result<()> {
         .context("starting the async runtime")?;
     let _guard = runtime.enter();
     let fetcher = Fetcher::from_gateways(&args.gateways, config).context("configuring gateways")?;
-    let store = Arc::new(CacheStore::new(disk, fetcher).with_offline(args.offline));
+    let store = Arc::new(CacheStore::with_quota(quota, fetcher).with_offline(args.offline));
     let tracer = match &args.trace {
         Some(path) => Some(
             Tracer::create(path)

@@ -6,6 +6,10 @@
 //! (write-then-rename on a blocking thread) and returned. The cache persists across restarts
 //! because it is the disk store. In offline mode a miss is an error and nothing is fetched.
 //!
+//! Every hit, write and dropped block is reported to the [`Quota`], which keeps the disk
+//! under its limit; a write that fails because the disk is full is reported there too (it
+//! evicts and warns once) and the fetched block is still returned.
+//!
 //! Two ways in:
 //! - [`CacheStore::get`] (what the filesystem layer calls) returns the block or a
 //!   [`CacheError`] that says why (not found anywhere, timed out, offline, disk failure);
@@ -28,6 +32,7 @@ use async_trait::async_trait;
 use cid::Cid;
 
 use super::disk::DiskStore;
+use super::quota::{GcReport, InUse, Quota, Usage};
 use super::{BlockStore, StoreError};
 use crate::block::{multihash_key, Block};
 use crate::fetch::{FetchError, Fetcher, SingleFlight};
@@ -143,6 +148,7 @@ struct Inner {
     /// One permit per pending background disk write.
     writes: Arc<tokio::sync::Semaphore>,
     disk: DiskStore,
+    quota: Arc<Quota>,
     fetcher: Fetcher,
     offline: AtomicBool,
     flights: SingleFlight<Cid, Result<Block, CacheError>>,
@@ -154,13 +160,24 @@ struct Inner {
 }
 
 impl CacheStore {
-    /// A cache over `disk` that fills misses from `fetcher`.
+    /// A cache over `disk` that fills misses from `fetcher`, with no quota and without
+    /// scanning what `disk` already holds (tests, tools; a daemon uses
+    /// [`CacheStore::with_quota`]).
     pub fn new(disk: DiskStore, fetcher: Fetcher) -> CacheStore {
+        let quota = Arc::new(Quota::unscanned(disk.clone()));
+        CacheStore::with_quota(quota, fetcher)
+    }
+
+    /// A cache over the quota's disk store, kept under its limit, that fills misses from
+    /// `fetcher`.
+    pub fn with_quota(quota: Arc<Quota>, fetcher: Fetcher) -> CacheStore {
+        let disk = quota.disk().clone();
         CacheStore {
             inner: Arc::new(Inner {
                 mem: std::sync::Mutex::new(MemTier::new(MEMORY_TIER_BYTES)),
                 writes: Arc::new(tokio::sync::Semaphore::new(MAX_PENDING_WRITES)),
                 disk,
+                quota,
                 fetcher,
                 offline: AtomicBool::new(false),
                 flights: SingleFlight::new(),
@@ -204,6 +221,33 @@ impl CacheStore {
         &self.inner.disk
     }
 
+    /// The quota index over the disk store.
+    pub fn quota(&self) -> &Arc<Quota> {
+        &self.inner.quota
+    }
+
+    /// What the cache holds now.
+    pub fn usage(&self) -> Usage {
+        self.inner.quota.usage()
+    }
+
+    /// Garbage collection: removes temp files of dead writers and evicts down to the quota.
+    pub async fn gc(&self) -> Result<GcReport, StoreError> {
+        let quota = Arc::clone(&self.inner.quota);
+        blocking_gc(quota).await
+    }
+
+    /// A guard that keeps the blocks [`InUse::add`]ed to it from eviction until dropped
+    /// (take one per open file).
+    pub fn hold(&self) -> InUse {
+        InUse::new(Arc::clone(&self.inner.quota))
+    }
+
+    /// Writes `block` to disk now (not in the background) and indexes it.
+    pub(crate) async fn store_now(&self, block: &Block) -> Result<(), CacheError> {
+        self.inner.store_block(block.clone()).await
+    }
+
     /// The fetcher that fills misses (its `stats()` has per-source figures).
     pub fn fetcher(&self) -> &Fetcher {
         &self.inner.fetcher
@@ -227,10 +271,12 @@ impl CacheStore {
     pub async fn get(&self, cid: &Cid) -> Result<Block, CacheError> {
         if let Some(b) = self.inner.mem_get(cid) {
             self.inner.hits.fetch_add(1, Ordering::Relaxed);
+            self.inner.quota.touch(cid);
             return Ok(b);
         }
         if let Some(b) = self.inner.read_disk(cid).await? {
             self.inner.hits.fetch_add(1, Ordering::Relaxed);
+            self.inner.quota.touch(cid);
             self.inner.mem_insert(&b);
             return Ok(b);
         }
@@ -268,8 +314,13 @@ impl Inner {
     /// Reads a block from disk; a corrupt one (already deleted by the disk store) is a miss.
     async fn read_disk(&self, cid: &Cid) -> Result<Option<Block>, CacheError> {
         match self.disk.get(cid).await {
-            Ok(b) => Ok(b),
+            Ok(Some(b)) => Ok(Some(b)),
+            Ok(None) => {
+                self.quota.forget(cid);
+                Ok(None)
+            }
             Err(StoreError::Corrupt(e)) => {
+                self.quota.forget(cid);
                 self.corrupt_dropped.fetch_add(1, Ordering::Relaxed);
                 tracing::warn!(cid = %cid, "cached block was corrupt and is fetched again: {e}");
                 Ok(None)
@@ -303,15 +354,56 @@ impl Inner {
         let Ok(permit) = Arc::clone(&self.writes).acquire_owned().await else {
             return; // the semaphore is never closed
         };
-        let disk = self.disk.clone();
+        let (disk, quota) = (self.disk.clone(), Arc::clone(&self.quota));
         tokio::spawn(async move {
             let cid = *block.cid();
-            if let Err(e) = disk.put(block).await {
+            if let Err(e) = store_block(&disk, &quota, block).await {
                 tracing::warn!(cid = %cid, "fetched block could not be cached on disk: {e}");
             }
             drop(permit);
         });
     }
+
+    /// Writes a block to disk now and indexes it.
+    async fn store_block(&self, block: Block) -> Result<(), CacheError> {
+        store_block(&self.disk, &self.quota, block)
+            .await
+            .map_err(CacheError::from)
+    }
+}
+
+/// Writes `block` and indexes it. A full disk is reported to the quota (which evicts and
+/// warns once) and is not an error: the block was verified and is still served.
+async fn store_block(disk: &DiskStore, quota: &Arc<Quota>, block: Block) -> Result<(), StoreError> {
+    let (cid, len) = (*block.cid(), block.data().len() as u64);
+    match disk.put(block).await {
+        Ok(()) => {
+            quota.written(&cid, len);
+            Ok(())
+        }
+        Err(StoreError::Io { source, .. }) if is_disk_full(&source) => {
+            quota.disk_full();
+            Ok(())
+        }
+        Err(e) => Err(e),
+    }
+}
+
+fn is_disk_full(e: &io::Error) -> bool {
+    e.raw_os_error() == Some(libc::ENOSPC)
+        || e.raw_os_error() == Some(libc::EDQUOT)
+        || e.kind() == io::ErrorKind::StorageFull
+}
+
+async fn blocking_gc(quota: Arc<Quota>) -> Result<GcReport, StoreError> {
+    tokio::task::spawn_blocking(move || quota.gc())
+        .await
+        .unwrap_or_else(|join| {
+            Err(StoreError::Io {
+                path: std::path::PathBuf::new(),
+                source: io::Error::other(format!("gc task failed: {join}")),
+            })
+        })
 }
 
 #[async_trait]
@@ -340,9 +432,9 @@ impl BlockStore for CacheStore {
         }
     }
 
-    /// Stores a block on disk.
+    /// Stores a block on disk (and indexes it).
     async fn put(&self, block: Block) -> Result<(), StoreError> {
-        self.inner.disk.put(block).await
+        store_block(&self.inner.disk, &self.inner.quota, block).await
     }
 
     /// Whether the block is cached, in memory or on disk (never fetches).

@@ -36,6 +36,7 @@ pub struct DiskStore {
 
 #[derive(Debug)]
 struct Inner {
+    dir: PathBuf,
     blocks: PathBuf,
     tmp_counter: AtomicU64,
     /// fsync each block file before renaming it into place.
@@ -62,6 +63,7 @@ impl DiskStore {
         })?;
         Ok(DiskStore {
             inner: Arc::new(Inner {
+                dir: dir.as_ref().to_path_buf(),
                 blocks,
                 tmp_counter: AtomicU64::new(0),
                 fsync,
@@ -69,12 +71,34 @@ impl DiskStore {
         })
     }
 
+    /// The store's directory (the one given to `open`).
+    pub fn dir(&self) -> &Path {
+        &self.inner.dir
+    }
+
+    /// The directory of block files (`DIR/blocks`).
+    pub fn blocks_dir(&self) -> &Path {
+        &self.inner.blocks
+    }
+
     /// The file that holds (or would hold) the block named by `cid`.
     pub fn path_of(&self, cid: &Cid) -> PathBuf {
-        let mh = hex::encode(cid.hash().to_bytes());
-        let digest = hex::encode(cid.hash().digest());
+        self.path_of_mh(cid.hash())
+    }
+
+    /// The file of the block whose multihash bytes are `key` (the index key); `None` if
+    /// `key` is not a multihash.
+    pub fn path_of_key(&self, key: &[u8]) -> Option<PathBuf> {
+        multihash::Multihash::<64>::from_bytes(key)
+            .ok()
+            .map(|mh| self.path_of_mh(&mh))
+    }
+
+    fn path_of_mh(&self, mh: &multihash::Multihash<64>) -> PathBuf {
+        let name = hex::encode(mh.to_bytes());
+        let digest = hex::encode(mh.digest());
         let shard = digest.get(..2).unwrap_or("00");
-        self.inner.blocks.join(shard).join(mh)
+        self.inner.blocks.join(shard).join(name)
     }
 
     /// Reads and verifies a block. A block that fails verification is removed and reported

@@ -1,5 +1,6 @@
 //! Block storage: the [`BlockStore`] trait every layer reads and writes blocks through, an
-//! in-memory store for tests and tools, and the on-disk store (`disk`).
+//! in-memory store for tests and tools, the on-disk store (`disk`), the caching store
+//! (`cache`) and its quota (`quota`, `index`), pins (`pins`) and one-process lock (`lock`).
 //!
 //! Every block that enters a store is a [`Block`], so it has been verified or produced by
 //! hashing; stores never accept raw bytes. The on-disk store re-verifies on read-back.
@@ -14,6 +15,10 @@ use crate::block::{multihash_key, Block, BlockError};
 
 pub mod cache;
 pub mod disk;
+pub mod index;
+pub mod lock;
+pub mod pins;
+pub mod quota;
 
 /// Why a store operation failed.
 #[derive(Debug, thiserror::Error)]

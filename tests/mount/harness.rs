@@ -254,6 +254,15 @@ impl Mount {
         }
     }
 
+    /// The daemon's process id, while it runs.
+    #[allow(
+        dead_code,
+        reason = "not every test binary that includes the harness uses it"
+    )]
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
+    }
+
     /// What the daemon wrote to stderr.
     pub fn log_text(&self) -> String {
         std::fs::read_to_string(&self.log).unwrap_or_default()
