@@ -1,10 +1,11 @@
 //! The `/dist` view of a distribution root: projects, their version directories, the
 //! `versions` file, `latest`, and per-version `dist.json` facts (which files are binaries);
-//! the inode table; and [`DistView`], the filesystem answers `fs` relays to the kernel.
+//! the inode table; and [`DistView`], the filesystem answers `fs` relays to the kernel,
+//! including the atomic root swap ([`DistView::swap_root`]) when a name moves.
 pub mod inode;
 pub mod meta;
 pub mod versions;
 pub mod view;
 
 pub use inode::{Inode, Kind, Level, ROOT_INO};
-pub use view::{DistView, Entry, ViewError};
+pub use view::{DistView, Entry, Invalidation, ViewError};
