@@ -12,6 +12,7 @@ pub mod fetch;
 pub mod fs;
 pub mod import;
 pub mod name;
+pub mod publish;
 pub mod serve;
 pub mod store;
 pub mod unixfs;

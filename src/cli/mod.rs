@@ -6,6 +6,7 @@ use clap::{Parser, Subcommand};
 mod add;
 mod key;
 mod mount;
+mod publish;
 mod serve;
 
 /// distfs: a peer-to-peer software distribution as a read-only filesystem.
@@ -24,6 +25,8 @@ enum Command {
     Key(key::KeyArgs),
     /// Mount a distribution root as a read-only filesystem (foreground).
     Mount(mount::MountArgs),
+    /// Add a version of a project to a distribution and push it with a new IPNS record.
+    Publish(publish::PublishArgs),
     /// Run a trustless HTTP gateway over a block store and CAR files.
     Serve(serve::ServeArgs),
 }
@@ -36,6 +39,7 @@ pub fn main() -> i32 {
         Command::Add(args) => add::run(args),
         Command::Key(args) => key::run(args),
         Command::Mount(args) => mount::run(args),
+        Command::Publish(args) => publish::run(args),
         Command::Serve(args) => serve::run(args),
     };
     match result {

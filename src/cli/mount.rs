@@ -59,6 +59,10 @@ pub struct MountArgs {
     /// Seconds a read may wait for blocks before it fails with EIO.
     #[arg(long, value_name = "SECONDS", default_value_t = 30)]
     pub read_timeout: u64,
+    /// Block requests in flight at once, across all gateways (throughput ≈ N × 256 KiB /
+    /// latency; lower it for a gateway that rate-limits).
+    #[arg(long, value_name = "N", default_value_t = FetcherConfig::default().max_in_flight)]
+    pub max_in_flight: usize,
 }
 
 /// The root mounted when none is given.
@@ -105,6 +109,7 @@ pub fn run(mut args: MountArgs) -> anyhow::Result<()> {
     let deadline = Duration::from_secs(args.read_timeout.max(1));
     let config = FetcherConfig {
         deadline,
+        max_in_flight: args.max_in_flight.max(1),
         ..FetcherConfig::default()
     };
     let runtime = tokio::runtime::Builder::new_multi_thread()

@@ -29,6 +29,13 @@ pub struct ServeArgs {
     /// `PUT /routing/v1/ipns/{name}` are written here (default: `<first --store>/ipns`).
     #[arg(long, value_name = "DIR")]
     ipns_dir: Option<PathBuf>,
+    /// Accept block uploads (`POST /api/v1/car`) into the first --store from clients that
+    /// send `Authorization: Bearer <the first line of FILE>`. Without it uploads are refused.
+    #[arg(long, value_name = "FILE")]
+    upload_token_file: Option<PathBuf>,
+    /// Largest upload body (SIZE: a number with an optional K/M/G suffix).
+    #[arg(long, value_name = "SIZE", value_parser = parse_size)]
+    upload_max_size: Option<usize>,
     /// Print one line per finished request to stderr.
     #[arg(long)]
     log_requests: bool,
@@ -51,6 +58,8 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         stores: args.stores,
         cars: args.cars,
         ipns_dir: args.ipns_dir,
+        upload_token_file: args.upload_token_file,
+        upload_max_bytes: args.upload_max_size,
     };
     let config = GatewayConfig {
         max_concurrent: args.max_requests as usize,
@@ -92,6 +101,30 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         }
     }
     Ok(())
+}
+
+/// A SIZE value: a number with an optional K/M/G/T suffix (powers of 1024).
+fn parse_size(text: &str) -> Result<usize, String> {
+    let t = text.trim();
+    let (digits, shift) = match t.char_indices().last() {
+        Some((i, c)) if c.is_ascii_alphabetic() => {
+            let shift = match c.to_ascii_uppercase() {
+                'K' => 10,
+                'M' => 20,
+                'G' => 30,
+                'T' => 40,
+                _ => return Err(format!("unknown suffix {c:?}; use K, M, G or T")),
+            };
+            (&t[..i], shift)
+        }
+        _ => (t, 0),
+    };
+    let n: usize = digits
+        .parse()
+        .map_err(|_| format!("{text:?} is not a size (e.g. 64M)"))?;
+    n.checked_mul(1usize << shift)
+        .filter(|n| *n > 0)
+        .ok_or_else(|| format!("{text:?} is zero or too large"))
 }
 
 /// How long in-flight requests may keep running after SIGINT/SIGTERM.

@@ -41,7 +41,7 @@ pub enum Kind {
     File,
     /// A symlink backed by a DAG node.
     Symlink,
-    /// The synthetic `latest` symlink of a project: its target text.
+    /// A synthetic symlink of a project (`latest` or a channel): its target text.
     Latest(String),
 }
 

@@ -6,8 +6,63 @@
 //! pre-releases (`-rc1`, `-dev`); `latest` is the highest of the rest. If no line qualifies,
 //! the last non-empty line. Without a `versions` file: the highest directory name by
 //! [`compare_versions`], preferring stable releases.
+//!
+//! Channels (`/dist/<project>/<channel>`, e.g. `beta`) live in a project-level text file named
+//! `channels`: one `<channel> <version>` pair per line, separated by spaces or a tab; `#`
+//! starts a comment; a later line for the same channel wins. [`parse_channels`] reads it,
+//! [`format_channels`] writes it (sorted, one space), and [`valid_channel`] says which
+//! channel names may be used.
 
 use std::cmp::Ordering;
+use std::collections::BTreeMap;
+
+/// The name of a project's channels file.
+pub const CHANNELS_FILE: &str = "channels";
+/// The name of a project's versions file.
+pub const VERSIONS_FILE: &str = "versions";
+
+/// Channel → version pairs from the text of a `channels` file. Lines that are not a
+/// `<channel> <version>` pair of valid names are skipped.
+pub fn parse_channels(text: &str) -> BTreeMap<String, String> {
+    let mut out = BTreeMap::new();
+    for line in text.lines() {
+        let line = line.split('#').next().unwrap_or_default();
+        let mut words = line.split_whitespace();
+        let (Some(channel), Some(version), None) = (words.next(), words.next(), words.next())
+        else {
+            continue;
+        };
+        if valid_channel(channel).is_ok() && crate::unixfs::validate_name(version).is_ok() {
+            out.insert(channel.to_string(), version.to_string());
+        }
+    }
+    out
+}
+
+/// The text of a `channels` file holding `channels`.
+pub fn format_channels(channels: &BTreeMap<String, String>) -> String {
+    channels.iter().map(|(c, v)| format!("{c} {v}\n")).collect()
+}
+
+/// Whether `name` can be a channel: a valid entry name made of letters, digits, `-`, `_`
+/// and `.`, and not one of the names a project directory already uses (`latest`,
+/// `versions`, `channels`).
+pub fn valid_channel(name: &str) -> Result<(), &'static str> {
+    if name.is_empty() || name.len() > 64 {
+        return Err("must be 1 to 64 characters");
+    }
+    if !name
+        .chars()
+        .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+        || name.starts_with('.')
+    {
+        return Err("may hold only letters, digits, `-`, `_` and `.` (not first)");
+    }
+    if matches!(name, "latest" | VERSIONS_FILE | CHANNELS_FILE | "dist.json") {
+        return Err("is a name the project directory already uses");
+    }
+    Ok(())
+}
 
 /// A parsed release version, `None` when `name` is not semver after stripping a leading `v`.
 pub fn parse(name: &str) -> Option<semver::Version> {
@@ -167,6 +222,22 @@ mod tests {
             Some("2024.10")
         );
         assert_eq!(latest_from_dirs(Vec::<&str>::new()), None);
+    }
+
+    #[test]
+    fn channels_file_round_trip() {
+        let text =
+            "# channels\nbeta v1.1.0-rc1\nstable\tv1.0.0\nbad/name v1\nbeta v1.2.0-rc1\nx y z\n";
+        let ch = parse_channels(text);
+        assert_eq!(ch.len(), 2);
+        assert_eq!(ch["beta"], "v1.2.0-rc1");
+        assert_eq!(ch["stable"], "v1.0.0");
+        assert_eq!(format_channels(&ch), "beta v1.2.0-rc1\nstable v1.0.0\n");
+        assert_eq!(parse_channels(&format_channels(&ch)), ch);
+        for bad in ["", "latest", "versions", ".hidden", "a b", "a/b"] {
+            assert!(valid_channel(bad).is_err(), "{bad:?}");
+        }
+        assert!(valid_channel("nightly-2").is_ok());
     }
 
     #[test]

@@ -4,7 +4,8 @@
 //! translates these results for the kernel, and tests drive the view directly.
 //!
 //! Synthetic content: each project directory gains a `latest` symlink (unless the DAG has its
-//! own entry of that name) naming the newest stable version (`dist::versions`). Default
+//! own entry of that name) naming the newest stable version (`dist::versions`), and one
+//! symlink per channel its `channels` file names (`beta` → `v1.2.0-rc1`). Default
 //! permissions: 0555 directories; 0444 files, 0555 for binaries (`dist::meta`); UnixFS modes
 //! are honoured but setuid, setgid and sticky bits never are.
 
@@ -136,7 +137,7 @@ impl DistView {
     /// Swaps the root to `new_root` atomically, after checking that its listing and every
     /// project's listing can be read (else the old root stays and the error is returned).
     /// Returns the kernel entries that may now be stale: the root, every project directory
-    /// that was or is there, and each project's `latest`.
+    /// that was or is there, and each project's `latest` and channel links.
     #[tracing::instrument(skip_all, fields(root = %new_root))]
     pub async fn swap_root(&self, new_root: Cid) -> Result<Vec<Invalidation>, ViewError> {
         // Read the new tree's top two levels first: a root we cannot list is never shown.
@@ -172,13 +173,19 @@ impl DistView {
             });
             if e.inode.kind == Kind::Dir {
                 out.push(Invalidation::Inode(e.inode.ino));
-                let listing = self.bounded(self.listing(&e.inode)).await?;
-                if let Some(latest) = listing.iter().find(|l| l.name == "latest") {
-                    out.push(Invalidation::Entry {
-                        parent: e.inode.ino,
-                        name: "latest".into(),
-                    });
-                    out.push(Invalidation::Inode(latest.inode.ino));
+                // `latest` and channel links, as they were and as they are now.
+                let before = lock(&self.listings)
+                    .get(&e.inode.ino)
+                    .map(|(_, l)| l.clone());
+                let after = self.bounded(self.listing(&e.inode)).await?;
+                for link in before.iter().chain(Some(&after)).flat_map(|l| l.iter()) {
+                    if matches!(link.inode.kind, Kind::Latest(_)) {
+                        out.push(Invalidation::Entry {
+                            parent: e.inode.ino,
+                            name: link.name.clone(),
+                        });
+                        out.push(Invalidation::Inode(link.inode.ino));
+                    }
                 }
             }
         }
@@ -211,11 +218,12 @@ impl DistView {
                 .make_inode(&dir, &entry.name, entry.cid)
                 .await?
                 .ok_or_else(not_found),
-            None if dir.level == Level::Project && name == "latest" => {
+            // `latest` and channels are synthetic: they live in the listing only.
+            None if dir.level == Level::Project => {
                 let listing = self.listing(&dir).await?;
                 listing
                     .iter()
-                    .find(|e| e.name == "latest")
+                    .find(|e| e.name == name && matches!(e.inode.kind, Kind::Latest(_)))
                     .map(|e| e.inode.clone())
                     .ok_or_else(not_found)
             }
@@ -316,8 +324,15 @@ impl DistView {
                 })
             })
             .collect();
-        if dir.level == Level::Project && !entries.iter().any(|e| e.name == "latest") {
+        if dir.level == Level::Project {
+            let mut links = self.channel_targets(&entries).await?;
             if let Some(target) = self.latest_target(&entries).await? {
+                links.push(("latest".to_string(), target));
+            }
+            for (name, target) in links {
+                if entries.iter().any(|e| e.name == name) {
+                    continue; // the DAG's own entry of that name wins
+                }
                 let node = Inode {
                     ino: 0,
                     parent: dir.ino,
@@ -329,13 +344,10 @@ impl DistView {
                     mtime: None,
                     version_info: Arc::default(),
                 };
-                let inode = self.inodes.intern(dir.ino, "latest", node);
-                entries.push(Entry {
-                    name: "latest".into(),
-                    inode,
-                });
-                entries.sort_by(|a, b| a.name.as_bytes().cmp(b.name.as_bytes()));
+                let inode = self.inodes.intern(dir.ino, &name, node);
+                entries.push(Entry { name, inode });
             }
+            entries.sort_by(|a, b| a.name.as_bytes().cmp(b.name.as_bytes()));
         }
         let entries = Arc::new(entries);
         lock(&self.listings).insert(dir.ino, (dir.cid, entries.clone()));
@@ -367,6 +379,28 @@ impl DistView {
                 .filter(|e| e.inode.kind == Kind::Dir)
                 .map(|e| e.name.as_str()),
         ))
+    }
+
+    /// The channel links a project's `channels` file names (`versions::parse_channels`),
+    /// keeping only those whose version directory exists.
+    async fn channel_targets(&self, entries: &[Entry]) -> Result<Vec<(String, String)>, ViewError> {
+        let Some(file) = entries
+            .iter()
+            .find(|e| e.name == versions::CHANNELS_FILE && e.inode.kind == Kind::File)
+        else {
+            return Ok(Vec::new());
+        };
+        let len = file.inode.size.min(MAX_VERSIONS_FILE);
+        let text = walk::read_range(self.store.as_ref(), &file.inode.cid, 0, len).await?;
+        let is_version_dir = |name: &str| {
+            entries
+                .iter()
+                .any(|e| e.name == name && e.inode.kind == Kind::Dir)
+        };
+        Ok(versions::parse_channels(&String::from_utf8_lossy(&text))
+            .into_iter()
+            .filter(|(_, version)| is_version_dir(version))
+            .collect())
     }
 
     /// Builds (or finds) the inode for entry `name` → `cid` of `dir`. `None` for entries

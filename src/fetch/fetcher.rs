@@ -40,7 +40,8 @@ pub struct FetcherConfig {
     pub attempt_timeout: Duration,
     /// Requests one `get` may send in total (its retry budget).
     pub max_attempts: usize,
-    /// Requests in flight at once across all `get`s.
+    /// Requests in flight at once across all `get`s. With one block per request this caps
+    /// throughput at `max_in_flight × block size / latency`: 128 × 256 KiB / 100 ms ≈ 335 MB/s.
     pub max_in_flight: usize,
     /// Longest `Retry-After` honoured; longer requests are cut to this.
     pub max_retry_after: Duration,
@@ -61,7 +62,7 @@ impl Default for FetcherConfig {
             deadline: Duration::from_secs(30),
             attempt_timeout: Duration::from_secs(10),
             max_attempts: 6,
-            max_in_flight: 32,
+            max_in_flight: 128,
             max_retry_after: Duration::from_secs(5),
             default_backoff: Duration::from_secs(1),
             retry_delay: Duration::from_millis(100),

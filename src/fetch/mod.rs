@@ -7,6 +7,9 @@
 //! single-flight, a deadline per `get`). Every block leaves this module verified: a source
 //! that sends bytes that do not hash to the CID is dropped for the rest of the session.
 //!
+//! The publisher's client for a `distfs serve` target ([`PushClient`]: block presence, CAR
+//! upload, IPNS records) lives here too, so that `reqwest` stays in this module.
+//!
 //! Identity CIDs are decoded locally and never fetched; CIDs whose hash we cannot verify are
 //! refused before any request is made.
 
@@ -28,12 +31,14 @@ mod fetcher;
 mod flight;
 mod gateway;
 mod health;
+mod push;
 mod record;
 
 pub use fetcher::{Fetcher, FetcherConfig};
 pub use flight::{FlightLost, SingleFlight};
 pub use gateway::{GatewayClient, DEFAULT_REQUEST_TIMEOUT};
 pub use health::SourceStats;
+pub use push::{PushClient, PushError, UploadReceipt, DEFAULT_PUSH_TIMEOUT};
 pub use record::{
     RecordApi, RecordClient, RecordFetchError, DEFAULT_RECORD_TIMEOUT, IPNS_RECORD_MEDIA_TYPE,
     MAX_RECORD_BYTES,

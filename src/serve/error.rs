@@ -67,6 +67,18 @@ pub enum ServeError {
     /// too deep, store failure).
     #[error("walking the DAG: {0}")]
     Walk(Box<crate::walk::WalkError>),
+    /// An upload arrived but this gateway takes none.
+    #[error("uploads are disabled on this gateway (start it with --upload-token-file FILE and a --store DIR)")]
+    UploadsDisabled,
+    /// An upload without the right `Authorization: Bearer` token.
+    #[error("upload refused: missing or wrong bearer token (send Authorization: Bearer <token>)")]
+    Unauthorized,
+    /// A request body of the wrong media type.
+    #[error("unsupported content type {got:?}: send {want}")]
+    UnsupportedMediaType { got: String, want: &'static str },
+    /// A request body over the size limit.
+    #[error("request body over the {limit}-byte limit: split the upload into smaller CARs")]
+    PayloadTooLarge { limit: usize },
     /// Anything else that is our fault (a walk over a malformed DAG, a task that died).
     #[error("internal error: {what}")]
     Internal { what: String },
@@ -83,6 +95,10 @@ impl ServeError {
             | ServeError::RecordRefused { .. } => StatusCode::BAD_REQUEST,
             ServeError::StaleRecord { .. } => StatusCode::CONFLICT,
             ServeError::NotAcceptable { .. } => StatusCode::NOT_ACCEPTABLE,
+            ServeError::UploadsDisabled => StatusCode::FORBIDDEN,
+            ServeError::Unauthorized => StatusCode::UNAUTHORIZED,
+            ServeError::UnsupportedMediaType { .. } => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            ServeError::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             ServeError::BlockNotFound { .. }
             | ServeError::PathNotFound { .. }
             | ServeError::NameNotFound { .. } => StatusCode::NOT_FOUND,
@@ -125,6 +141,9 @@ impl IntoResponse for ServeError {
             ServeError::Busy { .. } => {
                 headers.insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
             }
+            ServeError::Unauthorized => {
+                headers.insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+            }
             _ => {}
         }
         resp
@@ -147,6 +166,9 @@ mod tests {
             (ServeError::NotCached { cid }, 412),
             (ServeError::Busy { limit: 1 }, 429),
             (ServeError::Internal { what: "x".into() }, 500),
+            (ServeError::UploadsDisabled, 403),
+            (ServeError::Unauthorized, 401),
+            (ServeError::PayloadTooLarge { limit: 1 }, 413),
             (ServeError::RecordRefused { reason: "x".into() }, 400),
             (
                 ServeError::StaleRecord {

@@ -2,11 +2,12 @@
 //! raw blocks, CAR streams and signed IPNS records — over a list of block sources.
 //!
 //! Routes: `GET|HEAD /ipfs/{cid}[/path]` (raw or CAR, chosen by `?format=` or `Accept`),
-//! `GET|HEAD /ipns/{name}` (record), `GET|HEAD|PUT /routing/v1/ipns/{name}` (record), and
-//! `GET /debug/stats` (request counters as JSON, for tests and operators).
+//! `GET|HEAD /ipns/{name}` (record), `GET|HEAD|PUT /routing/v1/ipns/{name}` (record),
+//! `GET /debug/stats` (request counters as JSON, for tests and operators), and
+//! `POST /api/v1/car` (authenticated block upload, off unless a token is configured).
 //!
 //! Parts: [`request`] parses (pure), [`raw`] and [`car`] answer `/ipfs/`, [`ipns`] holds and
-//! answers records, [`sources`] builds the block sources, [`stats`] counts and logs,
+//! answers records, [`upload`] takes CAR uploads, [`sources`] builds the block sources, [`stats`] counts and logs,
 //! [`error`] is the one status table. Every request runs under a concurrency limit whose
 //! permit is held until its body has been sent.
 
@@ -18,7 +19,7 @@ use std::time::Duration;
 use axum::extract::{Request, State};
 use axum::http::{header, HeaderMap, HeaderValue, Method};
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
+use axum::routing::{get, post};
 use axum::Router;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
@@ -32,11 +33,13 @@ pub mod raw;
 pub mod request;
 pub mod sources;
 pub mod stats;
+pub mod upload;
 
 pub use error::ServeError;
 pub use ipns::IpnsRecords;
 pub use sources::{SourceError, Sources};
 pub use stats::{RouteKind, StatsSnapshot};
+pub use upload::{UploadConfig, UploadStats, Uploads};
 
 use request::{negotiate, parse_content_path, Query, Wanted};
 use stats::tagged;
@@ -76,6 +79,11 @@ pub struct GatewaySources {
     /// A directory of `*.ipns-record` files, served and also where accepted PUTs are
     /// written; without it, `<first store>/ipns` (created if missing) plays that role.
     pub ipns_dir: Option<PathBuf>,
+    /// A file holding the bearer token that enables `POST /api/v1/car` uploads into the
+    /// first store; `None` = uploads refused.
+    pub upload_token_file: Option<PathBuf>,
+    /// Largest upload body in bytes (`None` = [`upload::DEFAULT_MAX_UPLOAD`]).
+    pub upload_max_bytes: Option<usize>,
 }
 
 /// The gateway's shared state.
@@ -85,6 +93,7 @@ pub struct Gateway {
     stats: stats::Stats,
     permits: Arc<Semaphore>,
     config: GatewayConfig,
+    uploads: Option<Uploads>,
 }
 
 impl Gateway {
@@ -96,7 +105,19 @@ impl Gateway {
             stats: stats::Stats::default(),
             permits: Arc::new(Semaphore::new(config.max_concurrent)),
             config,
+            uploads: None,
         }
+    }
+
+    /// Accepts block uploads as `config` says.
+    pub fn with_uploads(mut self, config: UploadConfig) -> Gateway {
+        self.uploads = Some(Uploads::new(config));
+        self
+    }
+
+    /// The upload endpoint's state, when uploads are on.
+    pub fn uploads(&self) -> Option<&Uploads> {
+        self.uploads.as_ref()
     }
 
     /// Opens the stores, loads the CARs and records named in `sources`.
@@ -105,8 +126,11 @@ impl Gateway {
         config: GatewayConfig,
     ) -> Result<Gateway, SourceError> {
         let mut list = Sources::new();
+        let mut writable = None;
         for dir in &sources.stores {
-            list.push(Arc::new(DiskStore::open(dir)?));
+            let store = DiskStore::open(dir)?;
+            writable.get_or_insert_with(|| store.clone());
+            list.push(Arc::new(store));
         }
         for path in &sources.cars {
             let (mem, _roots) = sources::load_car(path).await?;
@@ -114,6 +138,17 @@ impl Gateway {
             list.push(Arc::new(mem));
         }
         let mut gw = Gateway::new(Arc::new(list), config);
+        if let Some(path) = &sources.upload_token_file {
+            let store = writable.ok_or(SourceError::UploadNeedsStore)?;
+            let token = read_token(path).await?;
+            gw = gw.with_uploads(UploadConfig {
+                store,
+                token,
+                max_bytes: sources
+                    .upload_max_bytes
+                    .unwrap_or(upload::DEFAULT_MAX_UPLOAD),
+            });
+        }
         let record_dir = sources
             .ipns_dir
             .clone()
@@ -138,7 +173,11 @@ impl Gateway {
 
     /// The request counters so far.
     pub fn stats(&self) -> StatsSnapshot {
-        self.stats.snapshot()
+        let mut snap = self.stats.snapshot();
+        if let Some(up) = &self.uploads {
+            snap.uploads = up.stats();
+        }
+        snap
     }
 
     /// The configured added latency.
@@ -172,6 +211,7 @@ pub fn router(state: Arc<Gateway>) -> Router {
             get(ipns::routing_handler).put(ipns::routing_put_handler),
         )
         .route("/debug/stats", get(stats_handler))
+        .route("/api/v1/car", post(upload::upload_handler))
         .fallback(fallback)
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
@@ -263,6 +303,30 @@ async fn fallback(req: Request) -> Response {
         ),
     }
     .into_response()
+}
+
+/// The upload token: the file's first line, trimmed; empty or unreadable is an error.
+async fn read_token(path: &std::path::Path) -> Result<String, SourceError> {
+    let bad = |reason: String| SourceError::UploadToken {
+        path: path.to_path_buf(),
+        reason,
+    };
+    let meta = tokio::fs::metadata(path)
+        .await
+        .map_err(|e| bad(e.to_string()))?;
+    if meta.len() > 4096 {
+        return Err(bad("over 4096 bytes; a token file holds one line".into()));
+    }
+    let text = tokio::fs::read_to_string(path)
+        .await
+        .map_err(|e| bad(e.to_string()))?;
+    let token = text.lines().next().unwrap_or_default().trim().to_string();
+    if token.is_empty() || token.contains(char::is_whitespace) {
+        return Err(bad(
+            "the first line must be the token: non-empty, no spaces".into(),
+        ));
+    }
+    Ok(token)
 }
 
 /// A header's value as text, if present and visible ASCII.

@@ -42,6 +42,12 @@ pub enum SourceError {
     /// A record file is unusable (too large, unreadable, badly named).
     #[error("IPNS record {path}: {reason}")]
     Record { path: PathBuf, reason: String },
+    /// Uploads were asked for but there is no disk store to write them to.
+    #[error("uploads need a writable block store: add --store DIR (uploads go to the first one)")]
+    UploadNeedsStore,
+    /// The upload token file is unusable.
+    #[error("upload token file {path}: {reason}")]
+    UploadToken { path: PathBuf, reason: String },
     /// A start-up task died.
     #[error("loading sources: {0}")]
     Task(String),

@@ -37,6 +37,8 @@ pub enum RouteKind {
     IpnsRecord,
     /// `/routing/v1/ipns/{name}`.
     RoutingIpns,
+    /// `POST /api/v1/car` (block upload).
+    Upload,
     /// Anything else (bad requests before a kind was known, unknown routes, stats).
     Other,
 }
@@ -68,6 +70,8 @@ pub struct StatsSnapshot {
     pub by_cid: BTreeMap<String, u64>,
     /// Successful responses whose CID was not counted because the table was full.
     pub other_cids: u64,
+    /// Block uploads (all zero when uploads are off).
+    pub uploads: super::upload::UploadStats,
 }
 
 /// Live counters. The mutex guards only a map update (no `.await` while held).
@@ -103,6 +107,7 @@ impl Stats {
                 .map(|(c, v)| (c.to_string(), *v))
                 .collect(),
             other_cids: self.other_cids.load(Ordering::Relaxed),
+            uploads: Default::default(),
         }
     }
 }

@@ -1,0 +1,160 @@
+//! `distfs publish`: adds a version of a project to the distribution a key's IPNS name points
+//! at, and pushes the new blocks and a new signed record to a `distfs serve` target
+//! (`distfs::publish`). Prints what it did as `key value` lines on stdout.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::{bail, Context};
+use distfs::fetch::{PushClient, DEFAULT_PUSH_TIMEOUT};
+use distfs::name::key::Keypair;
+use distfs::publish::{self, Options, Release};
+
+/// Arguments of `distfs publish`.
+#[derive(clap::Args, Debug)]
+pub struct PublishArgs {
+    /// The key file (from `distfs key gen FILE`) whose IPNS name is the distribution.
+    #[arg(long, value_name = "FILE")]
+    key: PathBuf,
+    /// Project directory name (e.g. `kubo`).
+    #[arg(long, value_name = "NAME")]
+    project: String,
+    /// Version directory name (e.g. `v1.2.0`); must not exist yet.
+    #[arg(long, value_name = "VER")]
+    version: String,
+    /// Also point `/dist/<project>/<CH>` at this version (e.g. `beta`).
+    #[arg(long, value_name = "CH")]
+    channel: Option<String>,
+    /// Build on this root (`/ipfs/CID`) instead of the one the target's record names.
+    #[arg(long, value_name = "/ipfs/CID")]
+    root: Option<String>,
+    /// The `distfs serve` to publish to (it must accept uploads: --upload-token-file).
+    #[arg(long, value_name = "URL")]
+    to: String,
+    /// Another trustless gateway to read the current tree from, after the target
+    /// (repeatable).
+    #[arg(long = "gateway", value_name = "URL")]
+    gateways: Vec<String>,
+    /// A file whose first line is the upload token.
+    #[arg(long, value_name = "FILE", conflicts_with = "token")]
+    token_file: Option<PathBuf>,
+    /// The upload token itself (visible to other local users in `ps`; prefer --token-file).
+    #[arg(long, value_name = "TOKEN")]
+    token: Option<String>,
+    /// Record TTL: how soon readers look for a newer record (e.g. 60s, 5m, 1h).
+    #[arg(long, value_name = "DUR", default_value = "60s", value_parser = parse_duration)]
+    ttl: Duration,
+    /// How long the record stays valid (e.g. 7d).
+    #[arg(long, value_name = "DUR", default_value = "7d", value_parser = parse_duration)]
+    lifetime: Duration,
+    /// `owner` field of the version's dist.json.
+    #[arg(long, value_name = "TEXT")]
+    owner: Option<String>,
+    /// `description` field of the version's dist.json.
+    #[arg(long, value_name = "TEXT")]
+    description: Option<String>,
+    /// Files (or directories) to publish in the version directory, under their base names.
+    #[arg(required = true, value_name = "FILES")]
+    files: Vec<PathBuf>,
+}
+
+/// Runs a publish.
+pub fn run(args: PublishArgs) -> anyhow::Result<()> {
+    let token = match (&args.token_file, &args.token) {
+        (Some(path), _) => {
+            let text = std::fs::read_to_string(path)
+                .with_context(|| format!("reading the token file {}", path.display()))?;
+            text.lines().next().unwrap_or_default().trim().to_string()
+        }
+        (None, Some(t)) => t.trim().to_string(),
+        (None, None) => bail!("an upload token is needed: pass --token-file FILE"),
+    };
+    if token.is_empty() {
+        bail!("the upload token is empty");
+    }
+    let key = Keypair::load(&args.key)
+        .with_context(|| format!("loading the key {}", args.key.display()))?;
+    let mut opts = Options::new(token);
+    opts.ttl = args.ttl;
+    opts.lifetime = args.lifetime;
+    opts.gateways = args.gateways;
+    if let Some(root) = &args.root {
+        opts.root = Some(publish::root_of(root).map_err(anyhow::Error::msg)?);
+    }
+    if opts.lifetime <= opts.ttl {
+        bail!("--lifetime must be longer than --ttl");
+    }
+    let release = Release {
+        project: args.project,
+        version: args.version,
+        channel: args.channel,
+        files: args.files,
+        owner: args.owner,
+        description: args.description,
+    };
+    let client = PushClient::new(&args.to, DEFAULT_PUSH_TIMEOUT)
+        .with_context(|| format!("target {}", args.to))?;
+    let rt = tokio::runtime::Runtime::new().context("starting the async runtime")?;
+    let done = rt
+        .block_on(publish::publish(&key, &release, &client, &opts))
+        .with_context(|| {
+            format!(
+                "publishing {} {} to {}",
+                release.project, release.version, args.to
+            )
+        })?;
+    println!("name {}", done.name);
+    println!("root /ipfs/{}", done.root);
+    if let Some(prev) = done.previous {
+        println!("previous /ipfs/{prev}");
+    }
+    println!("version /ipfs/{}", done.version_dir);
+    println!("sequence {}", done.sequence);
+    println!(
+        "pushed {} of {} new blocks ({} bytes) in {} uploads; {} were already at the target",
+        done.pushed.sent,
+        done.pushed.blocks,
+        done.pushed.bytes,
+        done.pushed.uploads,
+        done.pushed.skipped
+    );
+    Ok(())
+}
+
+/// A duration: a number with an optional unit `s`, `m`, `h` or `d` (seconds by default).
+fn parse_duration(text: &str) -> Result<Duration, String> {
+    let t = text.trim();
+    let (digits, unit) = match t.char_indices().last() {
+        Some((i, c)) if c.is_ascii_alphabetic() => (&t[..i], c),
+        _ => (t, 's'),
+    };
+    let n: u64 = digits
+        .parse()
+        .map_err(|_| format!("{text:?} is not a duration (e.g. 60s, 5m, 1h, 7d)"))?;
+    let secs = match unit {
+        's' => Some(n),
+        'm' => n.checked_mul(60),
+        'h' => n.checked_mul(3600),
+        'd' => n.checked_mul(86_400),
+        _ => return Err(format!("unknown unit {unit:?}: use s, m, h or d")),
+    };
+    match secs {
+        Some(s) if s > 0 => Ok(Duration::from_secs(s)),
+        _ => Err(format!("{text:?} is zero or too large")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations() {
+        assert_eq!(parse_duration("60").unwrap(), Duration::from_secs(60));
+        assert_eq!(parse_duration("5m").unwrap(), Duration::from_secs(300));
+        assert_eq!(parse_duration("7d").unwrap(), Duration::from_secs(604_800));
+        assert!(parse_duration("0s").is_err());
+        assert!(parse_duration("5y").is_err());
+        assert!(parse_duration("m").is_err());
+    }
+}
