@@ -89,10 +89,10 @@ const FIXTURES: &[(&str, Result<&str, &str>, u64, u64)] = &[
         0,
     ),
     (
-        // RSA: this build verifies Ed25519 only, and says so.
+        // RSA: the key travels in the record and must hash to the name.
         "fixtures/subdomain_gateway/QmVujd5Vb7moysJj8itnGufN7MEtPRCNHkKpNuA4onsRa3.ipns-record",
-        Err("unsupported-key-type"),
-        0,
+        Ok("/ipfs/bafkreicysg23kiwv34eg2d7qweipxwosdo2py4ldv42nbauguluen5v6am"),
+        876_600 * 3600,
         0,
     ),
 ];
@@ -120,6 +120,22 @@ fn conformance_fixtures_verify_or_are_refused_for_the_right_reason() {
             (want, got) => panic!("{rel}: wanted {want:?}, got {got:?}"),
         }
     }
+}
+
+#[test]
+fn the_rsa_fixture_is_refused_under_another_name_and_with_a_flipped_signature() {
+    let rel =
+        "fixtures/subdomain_gateway/QmVujd5Vb7moysJj8itnGufN7MEtPRCNHkKpNuA4onsRa3.ipns-record";
+    let bytes = std::fs::read(fixture(rel)).unwrap();
+    let now = SystemTime::now();
+    // Under an Ed25519 name, the embedded RSA key does not hash to the name.
+    let err = name::verify(&fixture_name(FIXTURES[0].0), &bytes, now).unwrap_err();
+    assert_eq!(err.kind(), "key-mismatch", "{err}");
+    // The last bytes are inside signatureV2 or data: any flip breaks the signature.
+    let mut forged = bytes.clone();
+    let at = forged.len() / 2;
+    forged[at] ^= 0x40;
+    assert!(name::verify(&fixture_name(rel), &forged, now).is_err());
 }
 
 #[test]

@@ -1,21 +1,26 @@
 //! `distfs mount`: serve a distribution root as a read-only FUSE filesystem, in the
 //! foreground, until `fusermount3 -u MOUNTPOINT`, SIGINT or SIGTERM; then exit 0.
+//!
+//! A root that is a name (`/ipns/<key>`, `/ipns/<domain>`) is resolved before mounting and
+//! followed afterwards: a refresh task re-resolves it when its TTL runs out and on SIGHUP,
+//! swaps the view's root atomically and invalidates the kernel's entries for the root,
+//! project directories and `latest`. A refresh that fails or finds no acceptable record
+//! keeps the current root and logs why.
 
 use std::os::unix::fs::MetadataExt;
 use std::path::PathBuf;
-use std::str::FromStr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
-use cid::Cid;
 
 use distfs::dist::coldstart::ColdStartConfig;
 use distfs::dist::trace::Tracer;
 use distfs::dist::DistView;
-use distfs::fetch::{Fetcher, FetcherConfig};
-use distfs::fs::mount::{lazy_unmount, mount, raise_readahead, MountConfig};
+use distfs::fetch::{Fetcher, FetcherConfig, RecordApi, RecordClient, DEFAULT_RECORD_TIMEOUT};
+use distfs::fs::mount::{lazy_unmount, mount, raise_readahead, Invalidator, MountConfig};
 use distfs::fs::DistFs;
+use distfs::name::{Resolved, Resolver, ResolverConfig, RootSpec};
 use distfs::store::cache::CacheStore;
 use distfs::store::disk::DiskStore;
 use distfs::store::lock::CacheLock;
@@ -26,12 +31,25 @@ use distfs::store::quota::Quota;
 pub struct MountArgs {
     /// Where to mount (an existing directory).
     pub mountpoint: PathBuf,
-    /// The distribution root: /ipfs/<cid> (IPNS names and DNSLink come with name support).
-    #[arg(long)]
+    /// The distribution root: /ipfs/<cid>, /ipns/<key> or /ipns/<dnslink-domain>.
+    #[arg(long, default_value = DEFAULT_ROOT)]
     pub root: String,
-    /// A trustless gateway to fetch blocks from (repeatable; tried in health order).
+    /// A trustless gateway to fetch blocks and IPNS records from (repeatable; tried in
+    /// health order). Default, when neither this nor --routing is given: public gateways.
     #[arg(long = "gateway", value_name = "URL")]
     pub gateways: Vec<String>,
+    /// A delegated-routing endpoint to ask for IPNS records (repeatable).
+    #[arg(long = "routing", value_name = "URL")]
+    pub routings: Vec<String>,
+    /// The DNS server (ip:port) for DNSLink lookups (default: the system resolver).
+    #[arg(long, value_name = "ADDR")]
+    pub dns_server: Option<std::net::SocketAddr>,
+    /// Shortest time (seconds) between two resolutions of a name root.
+    #[arg(long, value_name = "SECONDS", default_value_t = 30)]
+    pub min_ttl: u64,
+    /// Longest time (seconds) between two resolutions of a name root.
+    #[arg(long, value_name = "SECONDS", default_value_t = 3600)]
+    pub max_ttl: u64,
     /// The block cache directory (default: $XDG_CACHE_HOME/distfs or ~/.cache/distfs;
     /// /var/cache/distfs for root).
     #[arg(long, value_name = "DIR")]
@@ -62,6 +80,13 @@ pub struct MountArgs {
     pub trace: Option<PathBuf>,
 }
 
+/// The root mounted when none is given.
+const DEFAULT_ROOT: &str = "/ipns/dist.ipfs.tech";
+/// Trustless gateways used when none is configured.
+const DEFAULT_GATEWAYS: &[&str] = &["https://trustless-gateway.link"];
+/// Delegated routing used when no gateway or routing endpoint is configured.
+const DEFAULT_ROUTING: &[&str] = &["https://delegated-ipfs.dev"];
+
 /// The default cache directory for this user.
 pub(crate) fn default_cache_dir() -> PathBuf {
     // SAFETY: geteuid has no preconditions.
@@ -75,28 +100,23 @@ pub(crate) fn default_cache_dir() -> PathBuf {
     PathBuf::from(home).join(".cache").join("distfs")
 }
 
-/// Parses `/ipfs/<cid>` (a bare CID is accepted too).
-fn parse_root(root: &str) -> anyhow::Result<Cid> {
-    if root.starts_with("/ipns/") {
-        bail!("--root {root}: IPNS and DNSLink roots are not supported yet; give /ipfs/<cid>");
-    }
-    let s = root
-        .strip_prefix("/ipfs/")
-        .unwrap_or(root)
-        .trim_end_matches('/');
-    if s.contains('/') {
-        bail!("--root {root}: give the CID of the distribution root directory, without a path");
-    }
-    Cid::from_str(s).with_context(|| format!("--root {root}: not a CID"))
-}
-
 /// Runs the mount until it ends.
-pub fn run(args: MountArgs) -> anyhow::Result<()> {
-    let root = parse_root(&args.root)?;
+pub fn run(mut args: MountArgs) -> anyhow::Result<()> {
+    let spec: RootSpec = args
+        .root
+        .parse()
+        .map_err(|e| anyhow::anyhow!("--root: {e}"))?;
+    if args.gateways.is_empty() && args.routings.is_empty() && !args.offline {
+        args.gateways = DEFAULT_GATEWAYS.iter().map(|s| s.to_string()).collect();
+        args.routings = DEFAULT_ROUTING.iter().map(|s| s.to_string()).collect();
+    }
     if args.gateways.is_empty() && !args.offline {
         bail!(
             "no block source: give --gateway URL (repeatable), or --offline to use only the cache"
         );
+    }
+    if args.min_ttl == 0 || args.max_ttl < args.min_ttl {
+        bail!("--min-ttl must be at least 1 and --max-ttl at least --min-ttl");
     }
     let cache_dir = args.cache_dir.clone().unwrap_or_else(default_cache_dir);
     let _lock = CacheLock::acquire(
@@ -123,6 +143,12 @@ pub fn run(args: MountArgs) -> anyhow::Result<()> {
     let _guard = runtime.enter();
     let fetcher = Fetcher::from_gateways(&args.gateways, config).context("configuring gateways")?;
     let store = Arc::new(CacheStore::with_quota(quota, fetcher).with_offline(args.offline));
+    let resolver = Arc::new(build_resolver(&args, &cache_dir)?);
+    let first = runtime
+        .block_on(resolver.resolve(&spec))
+        .with_context(|| format!("resolving the root {spec}"))?;
+    log_refused(&spec, &first);
+    let root = first.cid;
     let tracer = match &args.trace {
         Some(path) => Some(
             Tracer::create(path)
@@ -151,7 +177,17 @@ pub fn run(args: MountArgs) -> anyhow::Result<()> {
         allow_other: args.allow_other,
     };
     let session = mount(fs, &cfg)?;
-    tracing::info!(mountpoint = %args.mountpoint.display(), %root, "mounted");
+    tracing::info!(mountpoint = %args.mountpoint.display(), %root, root_spec = %spec, "mounted");
+    if spec.is_mutable() {
+        let follow = Follow {
+            spec: spec.clone(),
+            resolver,
+            view: view.clone(),
+            invalidator: Invalidator::new(&session),
+            min_ttl: Duration::from_secs(args.min_ttl),
+        };
+        runtime.spawn(follow.run(first.ttl));
+    }
     // The FUSE connection's device number, for the fusectl abort of last resort.
     let fuse_dev = std::fs::metadata(&args.mountpoint).map(|m| m.dev()).ok();
     if let Some(dev) = fuse_dev {
@@ -190,6 +226,105 @@ pub fn run(args: MountArgs) -> anyhow::Result<()> {
 fn flush_cache(runtime: &tokio::runtime::Runtime, store: &CacheStore) {
     if !runtime.block_on(store.flush(Duration::from_secs(30))) {
         tracing::warn!("some fetched blocks were not written to the cache before exit");
+    }
+}
+
+/// The resolver for name roots: record sources from the gateways and routing endpoints, the
+/// last good records kept in `<cache>/names`.
+fn build_resolver(args: &MountArgs, cache_dir: &std::path::Path) -> anyhow::Result<Resolver> {
+    let http = RecordClient::http_client()?;
+    let mut sources = Vec::new();
+    if !args.offline {
+        for (urls, api) in [
+            (&args.gateways, RecordApi::Gateway),
+            (&args.routings, RecordApi::Routing),
+        ] {
+            for url in urls {
+                sources.push(RecordClient::new(
+                    url,
+                    api,
+                    http.clone(),
+                    DEFAULT_RECORD_TIMEOUT,
+                )?);
+            }
+        }
+    }
+    Ok(Resolver::new(ResolverConfig {
+        sources,
+        dns_server: args.dns_server,
+        state_dir: Some(cache_dir.join("names")),
+        min_ttl: Duration::from_secs(args.min_ttl),
+        max_ttl: Duration::from_secs(args.max_ttl),
+    })?)
+}
+
+fn log_refused(spec: &RootSpec, resolved: &Resolved) {
+    for (source, reason) in &resolved.refused {
+        tracing::warn!(root = %spec, %source, "{reason}");
+    }
+}
+
+/// The refresh task of a name root.
+struct Follow {
+    spec: RootSpec,
+    resolver: Arc<Resolver>,
+    view: Arc<DistView>,
+    invalidator: Invalidator,
+    min_ttl: Duration,
+}
+
+impl Follow {
+    /// Re-resolves at each TTL and on SIGHUP until the runtime shuts down.
+    async fn run(self, first_ttl: Duration) {
+        use tokio::signal::unix::{signal, SignalKind};
+        let mut hup = signal(SignalKind::hangup()).ok();
+        let mut wait = first_ttl;
+        loop {
+            let hup_recv = async {
+                match hup.as_mut() {
+                    Some(h) => {
+                        h.recv().await;
+                    }
+                    None => std::future::pending::<()>().await,
+                }
+            };
+            tokio::select! {
+                _ = tokio::time::sleep(wait) => {}
+                _ = hup_recv => tracing::info!(root = %self.spec, "SIGHUP: refreshing"),
+            }
+            wait = match self.refresh_impl().await {
+                Ok(ttl) => ttl,
+                Err(e) => {
+                    tracing::warn!(root = %self.spec, "refresh failed, keeping the current root {}: {e:#}", self.view.root_cid());
+                    self.min_ttl
+                }
+            };
+        }
+    }
+
+    /// One refresh: resolve, and swap the root if it moved. Returns the next wait.
+    async fn refresh_impl(&self) -> anyhow::Result<Duration> {
+        let resolved = self.resolver.resolve(&self.spec).await?;
+        log_refused(&self.spec, &resolved);
+        let current = self.view.root_cid();
+        if resolved.cid != current {
+            let stale = self
+                .view
+                .swap_root(resolved.cid)
+                .await
+                .with_context(|| format!("new root {} is not readable", resolved.cid))?;
+            let n = self.invalidator.apply(stale).await;
+            tracing::info!(
+                root = %self.spec,
+                old = %current,
+                new = %resolved.cid,
+                sequence = ?resolved.sequence,
+                source = %resolved.source,
+                invalidated = n,
+                "root moved"
+            );
+        }
+        Ok(resolved.ttl)
     }
 }
 

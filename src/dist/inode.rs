@@ -164,6 +164,18 @@ impl Inodes {
         node
     }
 
+    /// Points the root inode at `root` (a root swap); returns the CID it had. Every other
+    /// inode keeps its number: directories take new content when they are looked up again
+    /// at their place, files are numbered by content, so open files and working directories
+    /// inside older versions keep resolving to what they were.
+    pub fn set_root(&self, root: Cid) -> Cid {
+        let mut t = self.lock();
+        match t.inodes.first_mut() {
+            Some(r) => std::mem::replace(&mut r.cid, root),
+            None => root,
+        }
+    }
+
     /// The number of inodes allocated.
     pub fn len(&self) -> usize {
         self.lock().inodes.len()

@@ -1,7 +1,8 @@
 //! The `/dist` view of a distribution root: projects, their version directories, the
 //! `versions` file, `latest`, and per-version `dist.json` facts (which files are binaries);
-//! the inode table; [`DistView`], the filesystem answers `fs` relays to the kernel; and
-//! cold-start help for files run from the mount (prefetch lists, background fetch, traces).
+//! the inode table; [`DistView`], the filesystem answers `fs` relays to the kernel, including
+//! the atomic root swap ([`DistView::swap_root`]) when a name moves; and cold-start help for
+//! files run from the mount (prefetch lists, background fetch, traces).
 pub mod coldstart;
 pub mod inode;
 pub mod meta;
@@ -11,4 +12,4 @@ pub mod versions;
 pub mod view;
 
 pub use inode::{Inode, Kind, Level, ROOT_INO};
-pub use view::{DistView, Entry, ViewError};
+pub use view::{DistView, Entry, Invalidation, ViewError};

@@ -90,6 +90,20 @@ struct Seq {
     fetched_until: u64,
 }
 
+/// A kernel cache entry to drop after a root swap (`fs` turns these into FUSE notifications).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Invalidation {
+    /// The attributes and cached listing of an inode.
+    Inode(u64),
+    /// The name `name` in the directory `parent`.
+    Entry {
+        /// The directory's inode.
+        parent: u64,
+        /// The entry name.
+        name: String,
+    },
+}
+
 /// The view over one root.
 pub struct DistView {
     store: Arc<dyn BlockStore>,
@@ -166,6 +180,66 @@ impl DistView {
         self.inodes
             .get(ROOT_INO)
             .map_or_else(Cid::default, |i| i.cid)
+    }
+
+    /// Swaps the root to `new_root` atomically, after checking that its listing and every
+    /// project's listing can be read (else the old root stays and the error is returned).
+    /// Returns the kernel entries that may now be stale: the root, every project directory
+    /// that was or is there, and each project's `latest` and channel links.
+    #[tracing::instrument(skip_all, fields(root = %new_root))]
+    pub async fn swap_root(&self, new_root: Cid) -> Result<Vec<Invalidation>, ViewError> {
+        // Read the new tree's top two levels first: a root we cannot list is never shown.
+        let check = async {
+            for e in walk::list_dir(self.store.as_ref(), &new_root).await? {
+                if walk::stat(self.store.as_ref(), &e.cid).await?.kind == walk::Kind::Directory {
+                    walk::list_dir(self.store.as_ref(), &e.cid).await?;
+                }
+            }
+            Ok(())
+        };
+        self.bounded(check).await?;
+        let old_names: Vec<String> = lock(&self.listings)
+            .get(&ROOT_INO)
+            .map(|(_, entries)| entries.iter().map(|e| e.name.clone()).collect())
+            .unwrap_or_default();
+        let old_root = self.inodes.set_root(new_root);
+        let mut out = vec![Invalidation::Inode(ROOT_INO)];
+        for name in old_names {
+            out.push(Invalidation::Entry {
+                parent: ROOT_INO,
+                name,
+            });
+        }
+        // Re-list the root and each project so inodes take the new CIDs and `latest` its
+        // new target before the kernel asks again.
+        let root = self.dir(ROOT_INO)?;
+        let entries = self.bounded(self.listing(&root)).await?;
+        for e in entries.iter() {
+            out.push(Invalidation::Entry {
+                parent: ROOT_INO,
+                name: e.name.clone(),
+            });
+            if e.inode.kind == Kind::Dir {
+                out.push(Invalidation::Inode(e.inode.ino));
+                // `latest` and channel links, as they were and as they are now.
+                let before = lock(&self.listings)
+                    .get(&e.inode.ino)
+                    .map(|(_, l)| l.clone());
+                let after = self.bounded(self.listing(&e.inode)).await?;
+                for link in before.iter().chain(Some(&after)).flat_map(|l| l.iter()) {
+                    if matches!(link.inode.kind, Kind::Latest(_)) {
+                        out.push(Invalidation::Entry {
+                            parent: e.inode.ino,
+                            name: link.name.clone(),
+                        });
+                        out.push(Invalidation::Inode(link.inode.ino));
+                    }
+                }
+            }
+        }
+        out.dedup();
+        tracing::info!(old = %old_root, new = %new_root, "root swapped");
+        Ok(out)
     }
 
     /// The inode numbered `ino`.

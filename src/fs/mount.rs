@@ -118,3 +118,46 @@ pub fn raise_readahead(dev: u64) {
         Err(e) => tracing::debug!(%path, "kept the kernel's readahead window: {e}"),
     }
 }
+
+/// Drops kernel cache entries after a root swap, through the session's FUSE notifier
+/// (FUSE.md: `inval_entry`/`inval_inode` work from any thread). Each call writes to
+/// `/dev/fuse`, so [`Invalidator::apply`] runs them on a blocking thread.
+#[derive(Clone)]
+pub struct Invalidator {
+    notifier: std::sync::Arc<fuser::Notifier>,
+}
+
+impl Invalidator {
+    /// An invalidator for the mount served by `session`.
+    pub fn new(session: &fuser::BackgroundSession) -> Invalidator {
+        Invalidator {
+            notifier: std::sync::Arc::new(session.notifier()),
+        }
+    }
+
+    /// Sends every invalidation; entries the kernel does not hold (ENOENT) are not errors.
+    /// Returns how many the kernel accepted.
+    pub async fn apply(&self, items: Vec<crate::dist::Invalidation>) -> usize {
+        use crate::dist::Invalidation;
+        let notifier = self.notifier.clone();
+        let done = tokio::task::spawn_blocking(move || {
+            let mut ok = 0;
+            for item in &items {
+                let result = match item {
+                    Invalidation::Inode(ino) => notifier.inval_inode(fuser::INodeNo(*ino), 0, 0),
+                    Invalidation::Entry { parent, name } => {
+                        notifier.inval_entry(fuser::INodeNo(*parent), std::ffi::OsStr::new(name))
+                    }
+                };
+                match result {
+                    Ok(()) => ok += 1,
+                    Err(e) if e.raw_os_error() == Some(libc::ENOENT) => {}
+                    Err(e) => tracing::debug!(?item, "kernel invalidation failed: {e}"),
+                }
+            }
+            ok
+        })
+        .await;
+        done.unwrap_or(0)
+    }
+}

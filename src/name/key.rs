@@ -1,7 +1,7 @@
-//! Ed25519 keys in libp2p's encodings (SPECS.md §7.2): a [`Keypair`] stored as a libp2p
+//! Keys in libp2p's encodings (SPECS.md §7.2): an Ed25519 [`Keypair`] stored as a libp2p
 //! `PrivateKey` protobuf (the format of `ipfs key export`), and the [`PublicKey`] a record
-//! is checked against, serialized as a libp2p `PublicKey` protobuf whose multihash is the
-//! IPNS name.
+//! is checked against (Ed25519, or RSA for legacy names), serialized as a libp2p
+//! `PublicKey` protobuf whose multihash is the IPNS name.
 
 use std::fs::OpenOptions;
 use std::io::Write;
@@ -22,11 +22,19 @@ const MAX_KEY_FILE: u64 = 4096;
 /// A serialized public key up to this size is inlined in the name (identity multihash).
 const MAX_INLINE_KEY: usize = 42;
 
-/// A public key a record signature is checked with. Only Ed25519 is supported.
+/// libp2p `KeyType::RSA`.
+const KEY_TYPE_RSA: i32 = 0;
+/// Smallest RSA modulus accepted (go-libp2p's minimum); the crate caps it at 4096 bits.
+const MIN_RSA_BITS: usize = 2048;
+
+/// A public key a record signature is checked with: Ed25519, or RSA for legacy names.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum PublicKey {
     /// An Ed25519 key.
     Ed25519(VerifyingKey),
+    /// An RSA key (DER PKIX `SubjectPublicKeyInfo`, as libp2p serializes it; checked to
+    /// parse when decoded). Signatures are PKCS#1 v1.5 over SHA-256.
+    Rsa(Vec<u8>),
 }
 
 impl PublicKey {
@@ -50,6 +58,10 @@ impl PublicKey {
                         reason: format!("not an Ed25519 point: {e}"),
                     })
             }
+            Some(KEY_TYPE_RSA) => {
+                rsa_key(&data)?;
+                Ok(PublicKey::Rsa(data))
+            }
             other => Err(RecordError::UnsupportedKeyType {
                 key_type: key_type_name(other.unwrap_or(0)),
             }),
@@ -62,6 +74,11 @@ impl PublicKey {
             PublicKey::Ed25519(vk) => KeyPb {
                 key_type: Some(KEY_TYPE_ED25519),
                 data: Some(vk.to_bytes().to_vec()),
+            }
+            .encode_to_vec(),
+            PublicKey::Rsa(der) => KeyPb {
+                key_type: Some(KEY_TYPE_RSA),
+                data: Some(der.clone()),
             }
             .encode_to_vec(),
         }
@@ -88,8 +105,33 @@ impl PublicKey {
             PublicKey::Ed25519(vk) => ed25519_dalek::Signature::from_slice(signature)
                 .map(|sig| vk.verify(message, &sig).is_ok())
                 .unwrap_or(false),
+            PublicKey::Rsa(der) => {
+                let Ok(key) = rsa_key(der) else {
+                    return false;
+                };
+                let vk = rsa::pkcs1v15::VerifyingKey::<Sha256>::new(key);
+                rsa::pkcs1v15::Signature::try_from(signature)
+                    .map(|sig| rsa::signature::Verifier::verify(&vk, message, &sig).is_ok())
+                    .unwrap_or(false)
+            }
         }
     }
+}
+
+/// Parses a DER PKIX RSA public key, refusing moduli under [`MIN_RSA_BITS`].
+fn rsa_key(der: &[u8]) -> Result<rsa::RsaPublicKey, RecordError> {
+    use rsa::pkcs8::DecodePublicKey;
+    use rsa::traits::PublicKeyParts;
+    let key =
+        rsa::RsaPublicKey::from_public_key_der(der).map_err(|e| RecordError::BadPublicKey {
+            reason: format!("not a DER RSA public key: {e}"),
+        })?;
+    if key.size() * 8 < MIN_RSA_BITS {
+        return Err(RecordError::BadPublicKey {
+            reason: format!("RSA key of {} bits, under {MIN_RSA_BITS}", key.size() * 8),
+        });
+    }
+    Ok(key)
 }
 
 fn key_type_name(t: i32) -> &'static str {

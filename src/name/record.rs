@@ -55,7 +55,7 @@ pub enum RecordError {
         reason: String,
     },
     /// A key type this build does not verify.
-    #[error("{key_type} keys are not supported (Ed25519 only)")]
+    #[error("{key_type} keys are not supported (Ed25519 and RSA only)")]
     UnsupportedKeyType {
         /// The libp2p key type.
         key_type: &'static str,

@@ -203,6 +203,7 @@ pub struct Mount {
 
 /// Options for [`Mount::start`].
 pub struct MountOpts<'a> {
+    /// A CID (mounted as `/ipfs/<cid>`) or a whole root spec starting with `/`.
     pub root: &'a str,
     pub gateways: &'a [&'a str],
     pub cache: &'a Path,
@@ -220,7 +221,11 @@ impl Mount {
         cmd.arg("mount")
             .arg(dir)
             .arg("--root")
-            .arg(format!("/ipfs/{}", o.root));
+            .arg(if o.root.starts_with('/') {
+                o.root.to_string()
+            } else {
+                format!("/ipfs/{}", o.root)
+            });
         for g in o.gateways {
             cmd.arg("--gateway").arg(g);
         }

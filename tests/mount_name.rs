@@ -1,0 +1,187 @@
+//! A mount that follows an IPNS name, end to end with real processes: `distfs serve` holds
+//! the blocks (added with `distfs add --store`) and the record (PUT with curl), `distfs
+//! mount --root /ipns/<name>` follows it. A new version published under the name appears in
+//! `ls` and `latest` within a short TTL, while a reader that opened an old-version file
+//! before the switch, and a shell whose working directory is inside the old version, read
+//! it to the end with the right bytes. Forged and lower-sequence records planted straight
+//! into the serve's record directory are refused and the root is kept, also across a daemon
+//! restart on the same cache dir. Needs /dev/fuse and fusermount3 (fails, never skips).
+
+#[path = "support/mod.rs"]
+mod support;
+
+#[allow(dead_code)]
+#[path = "mount/harness.rs"]
+mod harness;
+
+use std::io::Read;
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::{Duration, SystemTime};
+
+use distfs::name::{self, Keypair};
+use harness::{poll, run_ok, Mount, MountOpts, Serve};
+use sha2::{Digest, Sha256};
+use support::{det_bytes, distfs_add, tempdir, write_det};
+
+const FILE_LEN: usize = 3 * 1024 * 1024 + 123;
+const TTL: Duration = Duration::from_secs(1);
+
+fn record(key: &Keypair, cid: &str, seq: u64) -> Vec<u8> {
+    let eol = SystemTime::now() + Duration::from_secs(86_400);
+    name::create(key, &format!("/ipfs/{cid}"), seq, eol, TTL)
+        .unwrap()
+        .to_vec()
+}
+
+/// PUTs a record to the serve with curl; returns the HTTP status.
+fn put(serve: &Serve, name: &str, bytes: &[u8], dir: &Path) -> String {
+    let file = dir.join(format!("put-{}.rec", bytes.len()));
+    std::fs::write(&file, bytes).unwrap();
+    let out = run_ok(
+        "curl",
+        &[
+            "-s",
+            "-o",
+            "/dev/null",
+            "-w",
+            "%{http_code}",
+            "-X",
+            "PUT",
+            "-H",
+            "content-type: application/vnd.ipfs.ipns-record",
+            "--data-binary",
+            &format!("@{}", file.display()),
+            &format!("{}/routing/v1/ipns/{name}", serve.url),
+        ],
+    );
+    String::from_utf8(out).unwrap()
+}
+
+fn ls(dir: &Path) -> Vec<String> {
+    let mut names: Vec<String> = std::fs::read_dir(dir)
+        .map(|rd| {
+            rd.filter_map(|e| e.ok())
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .collect()
+        })
+        .unwrap_or_default();
+    names.sort();
+    names
+}
+
+fn latest(mnt: &Mount) -> String {
+    std::fs::read_link(mnt.path("app/latest"))
+        .map(|p| p.display().to_string())
+        .unwrap_or_default()
+}
+
+fn hex_sha(bytes: &[u8]) -> String {
+    hex::encode(Sha256::digest(bytes))
+}
+
+#[test]
+fn mount_follows_a_name_keeps_open_files_and_refuses_bad_records() {
+    let tmp = tempdir();
+    let store = tmp.path().join("store");
+    let cache = tmp.path().join("cache");
+    let store_s = store.display().to_string();
+    let serve = Serve::start(&store);
+    let key = Keypair::generate();
+    let k = key.name().to_string();
+
+    // Version 1 of the distribution, published as sequence 1.
+    let v1 = tmp.path().join("v1");
+    write_det(&v1.join("app/1.0.0/app.bin"), "name-v1", FILE_LEN);
+    let cid1 = distfs_add(&v1, &["--cid-version", "1", "--store", &store_s]).unwrap();
+    assert_eq!(put(&serve, &k, &record(&key, &cid1, 1), tmp.path()), "200");
+
+    let root = format!("/ipns/{k}");
+    let opts = MountOpts {
+        root: &root,
+        gateways: &[&serve.url],
+        cache: &cache,
+        extra: &["--min-ttl", "1", "--max-ttl", "2"],
+    };
+    let mnt = Mount::try_start(&tmp.path().join("mnt"), &opts).unwrap();
+    assert_eq!(ls(&mnt.path("app")), ["1.0.0", "latest"]);
+    assert_eq!(latest(&mnt), "1.0.0");
+
+    // A reader opens the old file and reads part of it; a shell sits inside the old version.
+    let old_bytes = det_bytes("name-v1", FILE_LEN);
+    let mut reader = std::fs::File::open(mnt.path("app/1.0.0/app.bin")).unwrap();
+    let mut head = vec![0u8; 1024 * 1024];
+    reader.read_exact(&mut head).unwrap();
+    let go = tmp.path().join("go");
+    let shell = Command::new("sh")
+        .arg("-c")
+        // Bounded: waits at most 60 s for the signal file, then hashes from its cwd.
+        .arg(r#"cd "$1" || exit 9; i=0; while [ ! -e "$2" ] && [ $i -lt 1200 ]; do sleep 0.05; i=$((i+1)); done; sha256sum app.bin"#)
+        .arg("sh")
+        .arg(mnt.path("app/1.0.0"))
+        .arg(&go)
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+
+    // Version 2 replaces 1.0.0 with 2.0.0, published as sequence 2.
+    let v2 = tmp.path().join("v2");
+    write_det(&v2.join("app/2.0.0/app.bin"), "name-v2", FILE_LEN);
+    let cid2 = distfs_add(&v2, &["--cid-version", "1", "--store", &store_s]).unwrap();
+    assert_eq!(put(&serve, &k, &record(&key, &cid2, 2), tmp.path()), "200");
+    poll(
+        "the mount to show version 2.0.0",
+        Duration::from_secs(30),
+        || (ls(&mnt.path("app")) == ["2.0.0", "latest"] && latest(&mnt) == "2.0.0").then_some(()),
+    );
+    let new = std::fs::read(mnt.path("app/latest/app.bin")).unwrap();
+    assert_eq!(hex_sha(&new), hex_sha(&det_bytes("name-v2", FILE_LEN)));
+
+    // The old file reads on to its end, and the shell in the old version hashes it right.
+    let mut rest = Vec::new();
+    reader.read_to_end(&mut rest).unwrap();
+    head.extend_from_slice(&rest);
+    assert_eq!(head.len(), FILE_LEN);
+    assert!(head == old_bytes, "the old file changed under its reader");
+    std::fs::write(&go, b"").unwrap();
+    let out = shell.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "shell in the old version failed: {out:?}"
+    );
+    let printed = String::from_utf8_lossy(&out.stdout);
+    assert!(printed.starts_with(&hex_sha(&old_bytes)), "{printed}");
+
+    // Bad records planted past the serve's checks: refused, root kept.
+    let planted = store.join("ipns").join(format!("{k}.ipns-record"));
+    let forger = Keypair::generate();
+    std::fs::write(&planted, record(&forger, &cid1, 99)).unwrap();
+    poll(
+        "the mount to refuse the forged record",
+        Duration::from_secs(30),
+        || mnt.log_text().contains("bad-signature").then_some(()),
+    );
+    std::fs::write(&planted, record(&key, &cid1, 1)).unwrap();
+    poll(
+        "the mount to refuse the lower sequence",
+        Duration::from_secs(30),
+        || {
+            mnt.log_text()
+                .contains("below the 2 already seen")
+                .then_some(())
+        },
+    );
+    assert_eq!(ls(&mnt.path("app")), ["2.0.0", "latest"]);
+    assert_eq!(latest(&mnt), "2.0.0");
+
+    // A restart on the same cache dir, with the serve still offering sequence 1: version 2.
+    drop(mnt);
+    let mnt = Mount::try_start(&tmp.path().join("mnt"), &opts).unwrap();
+    assert_eq!(ls(&mnt.path("app")), ["2.0.0", "latest"]);
+    assert_eq!(latest(&mnt), "2.0.0");
+    assert!(
+        mnt.log_text().contains("below the 2 already seen"),
+        "{}",
+        mnt.log_text()
+    );
+}
