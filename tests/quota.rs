@@ -426,3 +426,60 @@ fn a_full_cache_disk_keeps_reads_correct_and_warns_once() {
     );
     drop(disk);
 }
+
+/// The block file names (hex multihash) of `data` imported alone with the defaults the
+/// distribution used, i.e. the blocks a mount caches when that file is read.
+fn block_names_of(dir: &Path, data: &[u8]) -> Vec<String> {
+    let file = write_bytes(&dir.join("alone.bin"), data);
+    let store = dir.join("alone-store");
+    distfs_add(&file, &["--store", store.to_str().unwrap()]).expect("distfs add");
+    let mut names: Vec<String> = block_files(&store).into_iter().map(|(_, n)| n).collect();
+    names.sort();
+    names
+}
+
+#[test]
+fn an_open_file_keeps_its_blocks_through_eviction() {
+    const QUOTA: u64 = 10 * MIB;
+    let (held, gone, other) = (
+        "proj/1.0/held.bin",
+        "proj/1.0/gone.bin",
+        "proj/1.0/other.bin",
+    );
+    let d = Dist::new(&[
+        (held, 6 * MIB as usize),
+        (gone, 6 * MIB as usize),
+        (other, 24 * MIB as usize),
+    ]);
+    let cache = d.path("cache");
+    let m = d.mount("mnt", &cache, &["--cache-size", "10M"]);
+    // Read `gone` and close it; open `held`, read it, and keep it open while `other`
+    // pushes the cache far past its quota.
+    assert_same(gone, &fs::read(m.path(gone)).unwrap(), d.expected(gone));
+    let mut open = fs::File::open(m.path(held)).unwrap();
+    let mut got = Vec::new();
+    open.read_to_end(&mut got).unwrap();
+    assert_same(held, &got, d.expected(held));
+    assert_same(other, &fs::read(m.path(other)).unwrap(), d.expected(other));
+    let settled = poll("eviction to settle", Duration::from_secs(30), || {
+        let b = dir_bytes(&cache);
+        (b <= QUOTA).then_some(b)
+    });
+    eprintln!("settled at {settled} bytes");
+    let cached: std::collections::HashSet<String> =
+        block_files(&cache).into_iter().map(|(_, n)| n).collect();
+    let missing = |names: &[String]| names.iter().filter(|n| !cached.contains(*n)).count();
+    let held_blocks = block_names_of(&d.path("held-alone"), d.expected(held));
+    let gone_blocks = block_names_of(&d.path("gone-alone"), d.expected(gone));
+    assert_eq!(
+        missing(&held_blocks),
+        0,
+        "every block of the open file is still cached ({} blocks)",
+        held_blocks.len()
+    );
+    assert!(
+        missing(&gone_blocks) > 0,
+        "the closed file read first was evicted (else this test proves nothing)"
+    );
+    drop(open);
+}

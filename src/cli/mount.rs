@@ -162,7 +162,12 @@ pub fn run(mut args: MountArgs) -> anyhow::Result<()> {
         background: !args.no_background_fetch && !args.offline,
         ..ColdStartConfig::default()
     };
-    let view = Arc::new(DistView::new(store.clone(), root, deadline).with_cold_start(cold, tracer));
+    let holds = Arc::clone(&store);
+    let view = Arc::new(
+        DistView::new(store.clone(), root, deadline)
+            .with_cold_start(cold, tracer)
+            .with_holds(move || holds.hold()),
+    );
 
     // Fail before mounting if the root cannot be had: a mount of nothing helps nobody.
     runtime

@@ -90,6 +90,23 @@ impl MemStore {
     }
 }
 
+/// A shared store is a store (so wrappers such as [`quota::Holding`] can take an
+/// `Arc<dyn BlockStore>`).
+#[async_trait]
+impl<T: BlockStore + ?Sized> BlockStore for std::sync::Arc<T> {
+    async fn get(&self, cid: &Cid) -> Result<Option<Block>, StoreError> {
+        (**self).get(cid).await
+    }
+
+    async fn put(&self, block: Block) -> Result<(), StoreError> {
+        (**self).put(block).await
+    }
+
+    async fn has(&self, cid: &Cid) -> Result<bool, StoreError> {
+        (**self).has(cid).await
+    }
+}
+
 #[async_trait]
 impl BlockStore for MemStore {
     async fn get(&self, cid: &Cid) -> Result<Option<Block>, StoreError> {

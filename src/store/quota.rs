@@ -249,13 +249,25 @@ impl Quota {
     }
 
     fn start_eviction(self: &Arc<Self>) {
+        /// Eviction rounds one start runs at most (see below).
+        const MAX_EVICTION_ROUNDS: usize = 16;
         if self.evicting.swap(true, Ordering::AcqRel) {
             return;
         }
         let quota = Arc::clone(self);
+        // Rounds after the first catch writes that crossed the limit while an eviction was
+        // finishing (they found the flag set and left the work to it). Bounded, because
+        // pinned and in-use blocks can keep the cache over its limit with nothing to evict.
         let run = move || {
-            let target = quota.low_water();
-            quota.evict_to(target);
+            for _ in 0..MAX_EVICTION_ROUNDS {
+                let target = quota.low_water();
+                quota.evict_to(target);
+                quota.evicting.store(false, Ordering::Release);
+                let over = quota.index().bytes() > quota.limit.load(Ordering::Relaxed);
+                if !over || quota.evicting.swap(true, Ordering::AcqRel) {
+                    return;
+                }
+            }
             quota.evicting.store(false, Ordering::Release);
         };
         match tokio::runtime::Handle::try_current() {
@@ -412,11 +424,19 @@ impl InUse {
 }
 
 impl Drop for InUse {
+    /// Releases the blocks, and evicts if they were what kept the cache over its limit
+    /// (drop it inside the runtime: the eviction then runs on a blocking thread).
     fn drop(&mut self) {
         let keys = std::mem::take(&mut *self.keys());
-        let mut ix = self.quota.index();
-        for k in &keys {
-            ix.release(k);
+        let over = {
+            let mut ix = self.quota.index();
+            for k in &keys {
+                ix.release(k);
+            }
+            ix.bytes() > self.quota.limit.load(Ordering::Relaxed)
+        };
+        if over && !keys.is_empty() {
+            self.quota.start_eviction();
         }
     }
 }
