@@ -185,3 +185,58 @@ fn mount_follows_a_name_keeps_open_files_and_refuses_bad_records() {
         mnt.log_text()
     );
 }
+
+#[test]
+fn distfs_refresh_makes_the_mount_re_resolve_before_its_ttl() {
+    let tmp = tempdir();
+    let store = tmp.path().join("store");
+    let cache = tmp.path().join("cache");
+    let store_s = store.display().to_string();
+    let serve = Serve::start(&store);
+    let key = Keypair::generate();
+    let k = key.name().to_string();
+    let v1 = tmp.path().join("v1");
+    write_det(&v1.join("app/1.0.0/app.bin"), "refresh-v1", 1000);
+    let cid1 = distfs_add(&v1, &["--cid-version", "1", "--store", &store_s]).unwrap();
+    assert_eq!(put(&serve, &k, &record(&key, &cid1, 1), tmp.path()), "200");
+
+    // Nobody mounts this cache dir yet: refresh says so and fails.
+    let cache_s = cache.display().to_string();
+    let out = harness::run(
+        support::distfs_bin().to_str().unwrap(),
+        &["refresh", "--cache-dir", &cache_s],
+    );
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("no distfs mount uses"));
+
+    let root = format!("/ipns/{k}");
+    let opts = MountOpts {
+        root: &root,
+        gateways: &[&serve.url],
+        cache: &cache,
+        // An hour: only `distfs refresh` can make this mount look again within the test.
+        extra: &["--min-ttl", "3600", "--max-ttl", "3600"],
+    };
+    let mnt = Mount::try_start(&tmp.path().join("mnt"), &opts).unwrap();
+    assert_eq!(ls(&mnt.path("app")), ["1.0.0", "latest"]);
+
+    let v2 = tmp.path().join("v2");
+    write_det(&v2.join("app/2.0.0/app.bin"), "refresh-v2", 1000);
+    let cid2 = distfs_add(&v2, &["--cid-version", "1", "--store", &store_s]).unwrap();
+    assert_eq!(put(&serve, &k, &record(&key, &cid2, 2), tmp.path()), "200");
+    assert_eq!(
+        ls(&mnt.path("app")),
+        ["1.0.0", "latest"],
+        "no refresh before the TTL"
+    );
+    let said = run_ok(
+        support::distfs_bin().to_str().unwrap(),
+        &["refresh", "--cache-dir", &cache_s],
+    );
+    assert!(String::from_utf8_lossy(&said).contains("re-resolve"));
+    poll(
+        "the refreshed mount to show 2.0.0",
+        Duration::from_secs(30),
+        || (ls(&mnt.path("app")) == ["2.0.0", "latest"]).then_some(()),
+    );
+}

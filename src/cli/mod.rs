@@ -9,6 +9,7 @@ mod key;
 mod mount;
 mod pin;
 mod publish;
+mod refresh;
 mod serve;
 mod trace;
 
@@ -30,6 +31,8 @@ enum Command {
     Mount(mount::MountArgs),
     /// Add a version of a project to a distribution and push it with a new IPNS record.
     Publish(publish::PublishArgs),
+    /// Ask the running mount on a cache dir to re-resolve its root now.
+    Refresh(refresh::RefreshArgs),
     /// Run a trustless HTTP gateway over a block store and CAR files.
     Serve(serve::ServeArgs),
     /// Turn a read trace (`distfs mount --trace`) into prefetch lists beside the files.
@@ -51,6 +54,7 @@ pub fn main() -> i32 {
         Command::Key(args) => key::run(args),
         Command::Mount(args) => mount::run(args),
         Command::Publish(args) => publish::run(args),
+        Command::Refresh(args) => refresh::run(args),
         Command::Serve(args) => serve::run(args),
         Command::Trace(args) => trace::run(args),
         Command::Pin(args) => pin::pin(args),

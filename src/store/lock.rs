@@ -89,6 +89,30 @@ impl CacheLock {
     }
 }
 
+/// Who holds the lock on `dir`, if anyone: `(pid, what it does)` as the holder wrote them.
+/// Takes and drops a shared lock to find out, so it never blocks and never disturbs a holder.
+pub fn holder(dir: &Path) -> Result<Option<(String, String)>, LockError> {
+    let io_err = |source| LockError::Io {
+        dir: dir.to_path_buf(),
+        source,
+    };
+    let mut file = match OpenOptions::new().read(true).open(dir.join(LOCK_FILE)) {
+        Ok(f) => f,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(io_err(e)),
+    };
+    // SAFETY: flock on a file descriptor we own; no memory is passed.
+    let rc = unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_SH | libc::LOCK_NB) };
+    if rc == 0 {
+        return Ok(None); // nobody holds it; our shared lock goes with the file
+    }
+    let err = io::Error::last_os_error();
+    if err.raw_os_error() != Some(libc::EWOULDBLOCK) {
+        return Err(io_err(err));
+    }
+    Ok(Some(read_holder(&mut file)))
+}
+
 /// The holder's pid and activity from the lock file. The holder writes them just after
 /// taking the lock, so an empty file is read again a few times (bounded) before giving up.
 fn read_holder(file: &mut File) -> (String, String) {
