@@ -10,9 +10,10 @@ mod support;
 #[path = "mount/harness.rs"]
 mod harness;
 
+use std::ffi::OsStr;
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Command, Output, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
@@ -23,49 +24,26 @@ use distfs::name::key::Keypair;
 use distfs::name::{record, IpnsName};
 use distfs::store::cache::CacheStore;
 use distfs::store::disk::DiskStore;
-use harness::{is_mounted, Mount, MountOpts};
+use harness::{is_mounted, Mount, MountOpts, Serve};
 use sha2::{Digest, Sha512};
 use support::{det_bytes, distfs_bin, tempdir, write_bytes};
 
 const TOKEN: &str = "publish-test-token";
 
-/// A `distfs serve` that accepts uploads into `store`; killed on drop.
+/// A `distfs serve` that accepts uploads into `store`; killed on drop (with `_serve`).
 struct Server {
-    child: Child,
+    _serve: Serve,
     url: String,
 }
 
 impl Server {
     fn start(dir: &Path, extra: &[&str]) -> Server {
         let token = write_bytes(&dir.join("token"), format!("{TOKEN}\n").as_bytes());
-        let mut child = Command::new(distfs_bin())
-            .args(["serve", "--listen", "127.0.0.1:0", "--store"])
-            .arg(dir.join("store"))
-            .arg("--upload-token-file")
-            .arg(&token)
-            .args(extra)
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .expect("spawn distfs serve");
-        let stdout = child.stdout.take().expect("piped stdout");
-        let (tx, rx) = std::sync::mpsc::channel();
-        std::thread::spawn(move || {
-            let mut line = String::new();
-            let _ = BufReader::new(stdout).read_line(&mut line);
-            let _ = tx.send(line);
-        });
-        let mut server = Server {
-            child,
-            url: String::new(),
-        };
-        let line = rx
-            .recv_timeout(Duration::from_secs(30))
-            .expect("distfs serve printed its address within 30 s");
-        assert!(!line.trim().is_empty(), "distfs serve exited early");
-        server.url = format!("http://{}", line.trim());
-        server
+        let mut args: Vec<&OsStr> = vec![OsStr::new("--upload-token-file"), token.as_os_str()];
+        args.extend(extra.iter().map(OsStr::new));
+        let serve = Serve::start_with(&dir.join("store"), &args, Stdio::inherit());
+        let url = serve.url.clone();
+        Server { _serve: serve, url }
     }
 
     fn stats(&self) -> serde_json::Value {
@@ -86,13 +64,6 @@ impl Server {
         assert_eq!(resp.status(), 200);
         let bytes = resp.bytes().await.unwrap();
         Some(record::verify(name, &bytes, SystemTime::now()).expect("served record verifies"))
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = harness::wait_bounded(&mut self.child, Duration::from_secs(10));
     }
 }
 

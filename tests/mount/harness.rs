@@ -3,6 +3,7 @@
 //! `fusermount3 -u -z`), bounded polling helpers, and small wrappers over the shell tools the
 //! tests compare with.
 
+use std::ffi::OsStr;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
 use std::path::{Path, PathBuf};
@@ -90,12 +91,18 @@ pub struct Serve {
 impl Serve {
     /// Starts the gateway over `store` and waits (bounded) for it to print its address.
     pub fn start(store: &Path) -> Serve {
+        Serve::start_with(store, &[], Stdio::null())
+    }
+
+    /// [`Serve::start`] with more `distfs serve` arguments, and its stderr sent to `stderr`.
+    pub fn start_with(store: &Path, extra: &[&OsStr], stderr: Stdio) -> Serve {
         let mut child = Command::new(distfs_bin())
             .args(["serve", "--listen", "127.0.0.1:0", "--store"])
             .arg(store)
+            .args(extra)
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
-            .stderr(Stdio::null())
+            .stderr(stderr)
             .spawn()
             .expect("spawn distfs serve");
         let stdout = child.stdout.take().expect("piped stdout");
