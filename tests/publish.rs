@@ -599,3 +599,55 @@ async fn image_versions_share_blocks_through_the_squashfs_chunker() {
     let ino = path_ino(&view, &["app", "2", "app.squashfs"]).await;
     assert_eq!(read_all(&view, ino).await, image);
 }
+
+/// Issue 4's end to end with the real publisher: a mount follows the key's name while
+/// `distfs publish` adds a version; `latest` moves to it within the TTL, and a file of the
+/// first version opened before the switch reads to its end.
+#[test]
+fn a_mount_following_the_name_sees_a_published_version() {
+    use std::io::Read;
+    let tmp = tempdir();
+    let server = Server::start(tmp.path(), &[]);
+    let key_path = tmp.path().join("key");
+    let key = Keypair::generate();
+    key.save(&key_path).unwrap();
+    let src = tmp.path().join("src");
+    let v1_bytes = det_bytes("follow-v1", 2_000_000);
+    let v1 = write_bytes(&src.join("1/tool_linux-amd64.tar.gz"), &v1_bytes);
+    let v2_bytes = det_bytes("follow-v2", 1_500_000);
+    let v2 = write_bytes(&src.join("2/tool_linux-amd64.tar.gz"), &v2_bytes);
+    let ver = |v: &'static str| ["--project", "tool", "--version", v, "--ttl", "1s"];
+    publish_ok(&server, &key_path, &ver("1.0.0"), &[&v1]);
+
+    let root = format!("/ipns/{}", key.name());
+    let mnt = tmp.path().join("mnt");
+    let mount = Mount::try_start(
+        &mnt,
+        &MountOpts {
+            root: &root,
+            gateways: &[server.url.as_str()],
+            cache: &tmp.path().join("mcache"),
+            extra: &["--min-ttl", "1", "--max-ttl", "2"],
+        },
+    )
+    .expect("mount the name");
+    let target = |p: &str| std::fs::read_link(mount.path(p)).map(|t| t.display().to_string());
+    assert_eq!(target("tool/latest").unwrap(), "1.0.0");
+    let mut old = std::fs::File::open(mount.path("tool/1.0.0/tool_linux-amd64.tar.gz")).unwrap();
+    let mut head = vec![0u8; 4096];
+    old.read_exact(&mut head).unwrap();
+
+    publish_ok(&server, &key_path, &ver("1.1.0"), &[&v2]);
+    harness::poll("latest to move to 1.1.0", Duration::from_secs(30), || {
+        (target("tool/latest").ok()? == "1.1.0").then_some(())
+    });
+    let new = std::fs::read(mount.path("tool/latest/tool_linux-amd64.tar.gz")).unwrap();
+    assert!(new == v2_bytes, "the new version's bytes through latest");
+    let mut rest = Vec::new();
+    old.read_to_end(&mut rest).unwrap();
+    head.extend_from_slice(&rest);
+    assert!(
+        head == v1_bytes,
+        "the file opened before the switch read to its end"
+    );
+}
