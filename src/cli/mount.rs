@@ -142,6 +142,15 @@ pub fn run(mut args: MountArgs) -> anyhow::Result<()> {
         .context("starting the async runtime")?;
     let _guard = runtime.enter();
     let fetcher = Fetcher::from_gateways(&args.gateways, config).context("configuring gateways")?;
+    // Every 2 s: evict if over the quota (a safety net for triggers lost to races).
+    let sweep = Arc::clone(&quota);
+    runtime.spawn(async move {
+        let mut tick = tokio::time::interval(Duration::from_secs(2));
+        loop {
+            tick.tick().await;
+            sweep.evict_if_over();
+        }
+    });
     let store = Arc::new(CacheStore::with_quota(quota, fetcher).with_offline(args.offline));
     let resolver = Arc::new(build_resolver(&args, &cache_dir)?);
     let first = runtime
@@ -162,12 +171,7 @@ pub fn run(mut args: MountArgs) -> anyhow::Result<()> {
         background: !args.no_background_fetch && !args.offline,
         ..ColdStartConfig::default()
     };
-    let holds = Arc::clone(&store);
-    let view = Arc::new(
-        DistView::new(store.clone(), root, deadline)
-            .with_cold_start(cold, tracer)
-            .with_holds(move || holds.hold()),
-    );
+    let view = Arc::new(DistView::new(store.clone(), root, deadline).with_cold_start(cold, tracer));
 
     // Fail before mounting if the root cannot be had: a mount of nothing helps nobody.
     runtime

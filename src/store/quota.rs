@@ -248,6 +248,15 @@ impl Quota {
         self.start_eviction();
     }
 
+    /// Starts an eviction if the cache is over its limit. The daemon calls this now and then,
+    /// so that the cache converges even when the last write or release that crossed the
+    /// limit found an eviction finishing and was not seen by it.
+    pub fn evict_if_over(self: &Arc<Self>) {
+        if self.index().bytes() > self.limit.load(Ordering::Relaxed) {
+            self.start_eviction();
+        }
+    }
+
     fn start_eviction(self: &Arc<Self>) {
         /// Eviction rounds one start runs at most (see below).
         const MAX_EVICTION_ROUNDS: usize = 16;
