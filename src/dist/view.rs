@@ -21,7 +21,6 @@ use super::coldstart::{ColdStart, ColdStartConfig};
 use super::inode::{Inode, Inodes, Kind, Level, VersionInfo, ROOT_INO};
 use super::trace::Tracer;
 use super::{meta, versions};
-use crate::store::quota::{Holding, InUse};
 use crate::store::BlockStore;
 use crate::walk::{self, NodeCache, WalkError};
 
@@ -115,14 +114,7 @@ pub struct DistView {
     nodes: Arc<NodeCache>,
     deadline: Duration,
     cold: Arc<ColdStart>,
-    /// Makes an eviction guard for an open file (set when the store has a quota).
-    make_hold: Option<HoldMaker>,
-    /// Open files: how many opens, and the guard that keeps the blocks read from eviction.
-    holds: Mutex<HashMap<u64, (usize, Arc<InUse>)>>,
 }
-
-/// Makes one eviction guard ([`crate::store::cache::CacheStore::hold`]).
-type HoldMaker = Arc<dyn Fn() -> InUse + Send + Sync>;
 
 impl DistView {
     /// A view of the distribution whose root directory is `root`. Every operation that needs
@@ -143,17 +135,7 @@ impl DistView {
             nodes,
             deadline,
             cold,
-            make_hold: None,
-            holds: Mutex::default(),
         }
-    }
-
-    /// This view with open files' blocks kept from eviction: each opened file gets a guard
-    /// from `make`, every block read for it is added to the guard, and the last release of
-    /// the file drops it.
-    pub fn with_holds(mut self, make: impl Fn() -> InUse + Send + Sync + 'static) -> DistView {
-        self.make_hold = Some(Arc::new(make));
-        self
     }
 
     /// This view with the given cold-start help (`dist::coldstart`) and read trace.
@@ -174,33 +156,12 @@ impl DistView {
         if node.kind != Kind::File {
             return;
         }
-        if let Some(make) = &self.make_hold {
-            let mut holds = lock(&self.holds);
-            let entry = holds.entry(ino).or_insert_with(|| (0, Arc::new(make())));
-            entry.0 += 1;
-        }
         let Some((parent, name)) = self.cold.name_of(ino) else {
             return;
         };
         if let Ok(dir) = self.inode(parent) {
             self.cold.start(&node, dir.cid, &name);
         }
-    }
-
-    /// One open of the file `ino` was released; the last one lets its blocks be evicted.
-    pub fn released(&self, ino: u64) {
-        let mut holds = lock(&self.holds);
-        if let Some(entry) = holds.get_mut(&ino) {
-            entry.0 = entry.0.saturating_sub(1);
-            if entry.0 == 0 {
-                holds.remove(&ino);
-            }
-        }
-    }
-
-    /// How many files hold their blocks against eviction.
-    pub fn open_files(&self) -> usize {
-        lock(&self.holds).len()
     }
 
     /// Cold-start help counters.
@@ -336,20 +297,14 @@ impl DistView {
         let _foreground = self.cold.foreground();
         self.cold.trace(&node, offset, u64::from(size));
         self.readahead(&node, offset, u64::from(size));
-        let (len, nodes) = (u64::from(size), &self.nodes);
-        let held = lock(&self.holds).get(&ino).map(|(_, g)| Arc::clone(g));
-        match held {
-            Some(guard) => {
-                let store = Holding::new(Arc::clone(&self.store), guard);
-                let read = walk::read_range_cached(&store, nodes, &node.cid, offset, len);
-                self.bounded(async { Ok(read.await?) }).await
-            }
-            None => {
-                let read =
-                    walk::read_range_cached(self.store.as_ref(), nodes, &node.cid, offset, len);
-                self.bounded(async { Ok(read.await?) }).await
-            }
-        }
+        let read = walk::read_range_cached(
+            self.store.as_ref(),
+            &self.nodes,
+            &node.cid,
+            offset,
+            u64::from(size),
+        );
+        self.bounded(async { Ok(read.await?) }).await
     }
 
     /// The target of the symlink `ino`.
