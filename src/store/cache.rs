@@ -312,15 +312,19 @@ impl Inner {
     }
 
     /// Reads a block from disk; a corrupt one (already deleted by the disk store) is a miss.
+    ///
+    /// A plain miss leaves the index alone: the file may be landing right now from another
+    /// reader's write-behind, and forgetting it after its `written` would leave a file the
+    /// quota never counts (the cache would then stay over its limit for good). An index entry
+    /// whose file is gone only makes eviction start a little early, and eviction drops it.
     async fn read_disk(&self, cid: &Cid) -> Result<Option<Block>, CacheError> {
         match self.disk.get(cid).await {
             Ok(Some(b)) => Ok(Some(b)),
-            Ok(None) => {
-                self.quota.forget(cid);
-                Ok(None)
-            }
+            Ok(None) => Ok(None),
             Err(StoreError::Corrupt(e)) => {
-                self.quota.forget(cid);
+                let quota = Arc::clone(&self.quota);
+                let cid_owned = *cid;
+                let _ = tokio::task::spawn_blocking(move || quota.forget(&cid_owned)).await;
                 self.corrupt_dropped.fetch_add(1, Ordering::Relaxed);
                 tracing::warn!(cid = %cid, "cached block was corrupt and is fetched again: {e}");
                 Ok(None)

@@ -205,9 +205,18 @@ impl Quota {
         self.index().touch(&multihash_key(cid));
     }
 
-    /// A block's file is gone (corrupt and dropped, or found missing).
+    /// A block's file was deleted (found corrupt). Blocking (one `stat`).
+    ///
+    /// The entry is removed first and the file looked at after: a write of the same block
+    /// that lands meanwhile is either seen here (and indexed again) or indexes itself after
+    /// the removal. Looking first and removing after could lose a file that landed between
+    /// the two, and the quota would never count it again.
     pub fn forget(&self, cid: &Cid) {
-        self.index().remove(&multihash_key(cid));
+        let key = multihash_key(cid);
+        self.index().remove(&key);
+        if let Ok(meta) = self.disk.path_of(cid).metadata() {
+            self.index().insert(key, meta.len());
+        }
     }
 
     /// Whether the index lists the block.
@@ -558,6 +567,26 @@ mod tests {
         drop(held);
         q.evict_to(0);
         assert!(!on_disk(&q, &a));
+    }
+
+    #[test]
+    fn forgetting_a_block_whose_file_landed_again_keeps_it_counted() {
+        let dir = tempfile::tempdir().unwrap();
+        let disk = DiskStore::open_unsynced(dir.path()).unwrap();
+        let q = Arc::new(Quota::open(disk, None).unwrap());
+        let (a, b) = (block(1, 300), block(2, 200));
+        put(&q, &a);
+        put(&q, &b);
+        // A reader found `a` corrupt while another reader's write of it landed: the file
+        // is there, so the quota must go on counting it.
+        q.forget(a.cid());
+        assert!(q.contains(a.cid()));
+        assert_eq!(q.usage().bytes, 500);
+        // Really gone: forgotten.
+        std::fs::remove_file(q.disk().path_of(b.cid())).unwrap();
+        q.forget(b.cid());
+        assert!(!q.contains(b.cid()));
+        assert_eq!(q.usage().bytes, 300);
     }
 
     #[test]
