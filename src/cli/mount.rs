@@ -171,7 +171,13 @@ pub fn run(mut args: MountArgs) -> anyhow::Result<()> {
         background: !args.no_background_fetch && !args.offline,
         ..ColdStartConfig::default()
     };
-    let view = Arc::new(DistView::new(store.clone(), root, deadline).with_cold_start(cold, tracer));
+    let mut view = DistView::new(store.clone(), root, deadline).with_cold_start(cold, tracer);
+    if args.cache_size.is_some() {
+        // Blocks an open file has read stay cached until it is closed.
+        let holds = store.clone();
+        view = view.with_holds(Arc::new(move || holds.hold()));
+    }
+    let view = Arc::new(view);
 
     // Fail before mounting if the root cannot be had: a mount of nothing helps nobody.
     runtime
