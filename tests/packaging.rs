@@ -557,6 +557,66 @@ fn mount_t_fuse_distfs_and_an_fstab_line_mount_through_the_helper() {
     assert!(!is_mounted(&mnt));
 }
 
+/// The helper run directly in fake mode (`-f -v`: print the distfs command, start nothing).
+fn helper_fake(source: &str, dir: &Path, opts: &str) -> Output {
+    Command::new("sh")
+        .arg(repo_root().join("scripts/mount.fuse.distfs"))
+        .arg(source)
+        .arg(dir)
+        .args(["-f", "-v", "-o", opts])
+        .env("DISTFS_BIN", "/nonexistent/distfs")
+        .stdin(Stdio::null())
+        .output()
+        .expect("spawn sh")
+}
+
+#[test]
+fn helper_maps_mount_options_to_distfs_flags() {
+    let tmp = tempdir();
+    let dir = tmp.path();
+    let d = dir.to_str().unwrap();
+    let log = dir.join("log");
+    let out = helper_fake(
+        "/ipns/dist.example.org",
+        dir,
+        &format!(
+            "rw,nosuid,nodev,noauto,_netdev,nofail,x-systemd.automount,user,defaults,\
+             allow_other,offline,cache_dir={d}/c,cache-size=20G,\
+             gateway=http://a:8080:gateway=https://b,gateway=http://c,routing=http://r,\
+             read_timeout=7,config={d}/x.toml,log={}",
+            log.display()
+        ),
+    );
+    assert!(out.status.success(), "{}", show(&out));
+    let err = String::from_utf8_lossy(&out.stderr);
+    let want = format!(
+        "would run: /nonexistent/distfs mount {d} --root=/ipns/dist.example.org --allow-other \
+         --offline --cache-dir={d}/c --cache-size=20G --gateway=http://a:8080 \
+         --gateway=https://b --gateway=http://c --routing=http://r --read-timeout=7 \
+         --config={d}/x.toml\n"
+    );
+    assert!(err.ends_with(&want), "got {err:?}\nwant …{want:?}");
+
+    // `distfs` (or `default`) as the source: the configured root, no --root.
+    let out = helper_fake("distfs", dir, &format!("log={}", log.display()));
+    assert!(out.status.success(), "{}", show(&out));
+    assert!(String::from_utf8_lossy(&out.stderr).ends_with(&format!("mount {d}\n")));
+
+    // Refusals, each with the reason.
+    for (source, opts, why) in [
+        ("/etc/passwd", "ro", "source must be /ipfs/CID"),
+        ("/ipfs/x", "allow_root", "unknown option: allow_root"),
+        ("/ipfs/x", "trace", "unknown option: trace"),
+        ("/ipfs/x", "cache_size=", "option cache-size needs a value"),
+        ("/ipfs/x", "gateway=http://a\nb", "control characters"),
+    ] {
+        let out = helper_fake(source, dir, opts);
+        assert!(!out.status.success(), "{source} -o {opts:?} accepted");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains(why), "{source} -o {opts:?}: {err}");
+    }
+}
+
 // ---------------------------------------------------------------------------------------
 // systemd unit and install script
 // ---------------------------------------------------------------------------------------
