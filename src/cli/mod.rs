@@ -6,6 +6,7 @@ use clap::{Parser, Subcommand};
 mod add;
 mod gc;
 mod key;
+mod man;
 mod mount;
 mod pin;
 mod publish;
@@ -43,6 +44,9 @@ enum Command {
     Unpin(pin::UnpinArgs),
     /// Clean a cache directory and evict it down to a size.
     Gc(gc::GcArgs),
+    /// Write the distfs(1) manual page into DIR (for packagers; see man/).
+    #[command(hide = true)]
+    GenerateMan(man::GenerateManArgs),
 }
 
 /// Parses the command line, runs the subcommand and returns the process exit code.
@@ -60,6 +64,7 @@ pub fn main() -> i32 {
         Command::Pin(args) => pin::pin(args),
         Command::Unpin(args) => pin::unpin(args),
         Command::Gc(args) => gc::run(args),
+        Command::GenerateMan(args) => man::run(args, <Cli as clap::CommandFactory>::command()),
     };
     match result {
         Ok(()) => 0,

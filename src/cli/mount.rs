@@ -102,6 +102,7 @@ pub(crate) fn default_cache_dir() -> PathBuf {
 
 /// Runs the mount until it ends.
 pub fn run(mut args: MountArgs) -> anyhow::Result<()> {
+    distfs::fs::mount::check_allow_other(args.allow_other)?; // before any slow work
     let spec: RootSpec = args
         .root
         .parse()
