@@ -11,6 +11,7 @@ mod pin;
 mod publish;
 mod refresh;
 mod serve;
+mod status;
 mod trace;
 
 /// distfs: a peer-to-peer software distribution as a read-only filesystem.
@@ -43,6 +44,8 @@ enum Command {
     Unpin(pin::UnpinArgs),
     /// Clean a cache directory and evict it down to a size.
     Gc(gc::GcArgs),
+    /// Show the running daemon's state (or its metrics) through its control socket.
+    Status(status::StatusArgs),
 }
 
 /// Parses the command line, runs the subcommand and returns the process exit code.
@@ -60,6 +63,7 @@ pub fn main() -> i32 {
         Command::Pin(args) => pin::pin(args),
         Command::Unpin(args) => pin::unpin(args),
         Command::Gc(args) => gc::run(args),
+        Command::Status(args) => status::run(args),
     };
     match result {
         Ok(()) => 0,
