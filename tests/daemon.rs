@@ -374,6 +374,17 @@ fn pin_through_the_socket_survives_gc_and_unpin_releases_it() {
     );
     assert_eq!(report["bytes"], report["pinned_bytes"], "{report}");
 
+    // Through `latest` (relative to the mount root), then released by its label.
+    let out = run(
+        &bin(),
+        &["pin", "proj/latest/other.bin", "--cache-dir", &cache_s],
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    let label = format!("/ipfs/{}/proj/2.0/other.bin", d.root);
+    assert!(String::from_utf8_lossy(&out.stdout).contains(&label));
+    let out = run_ok(&bin(), &["unpin", &label, "--cache-dir", &cache_s]);
+    assert!(String::from_utf8_lossy(&out).contains(&format!("unpinned {label}")));
+
     // The pinned file reads with the gateway gone.
     let mut d = d;
     d.serve.kill();
@@ -477,7 +488,7 @@ fn refresh_through_the_socket_reports_the_new_sequence() {
         cache: &cache,
         extra: &["--min-ttl", "3600", "--max-ttl", "3600"],
     };
-    let _m = Mount::try_start(&tmp.path().join("mnt"), &opts).unwrap();
+    let m = Mount::try_start(&tmp.path().join("mnt"), &opts).unwrap();
     let s = status(&cache);
     assert_eq!(s["names"][0]["name"], root);
     assert_eq!(s["names"][0]["sequence"], 1);
@@ -497,6 +508,18 @@ fn refresh_through_the_socket_reports_the_new_sequence() {
     assert_eq!(s["root"]["cid"], cid2);
     assert_eq!(s["names"][0]["sequence"], 2);
     assert_eq!(s["names"][0]["last_refresh_error"], Value::Null);
+
+    // SIGHUP still asks for a refresh (the status shows when it has happened).
+    let cid3 = add("v3", "3.0.0");
+    assert_eq!(put(&serve, &k, &record(&key, &cid3, 3), tmp.path()), "200");
+    // SAFETY: kill has no memory preconditions; the pid is the daemon we started.
+    unsafe { libc::kill(m.pid().unwrap() as i32, libc::SIGHUP) };
+    harness::poll(
+        "SIGHUP to move the root to sequence 3",
+        Duration::from_secs(30),
+        || (status(&cache)["names"][0]["sequence"] == 3).then_some(()),
+    );
+    assert_eq!(status(&cache)["root"]["cid"], cid3);
 }
 
 #[test]

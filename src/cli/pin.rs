@@ -95,10 +95,10 @@ impl Progress {
 /// Runs `distfs pin`.
 pub fn pin(args: PinArgs) -> anyhow::Result<()> {
     let dir = cache_dir_for(args.cache_dir.clone(), args.config.as_deref())?;
-    if client::daemon_of(&dir)?.is_some() {
+    if let Some((_, holder)) = client::daemon_of(&dir)? {
         let progress = Progress::new();
         let request = Request::Pin {
-            path: absolute_if_inside(&args.target),
+            path: absolute_if_inside(&args.target, &holder),
         };
         let answer = client::request(&dir, &request, |b, n, q| progress.show(b, n, q));
         progress.end();
@@ -114,16 +114,18 @@ pub fn pin(args: PinArgs) -> anyhow::Result<()> {
     pin_offline(args, &dir)
 }
 
-/// A relative path that exists from the working directory (a shell inside the mount) is
-/// made absolute, so the daemon can place it under its mount point; anything else is sent
-/// as given.
-fn absolute_if_inside(target: &str) -> String {
-    if target.starts_with('/') || !Path::new(target).exists() {
+/// A relative path typed in a shell whose working directory is inside the mount is made
+/// absolute, so the daemon places it under its mount point; anything else is sent as given
+/// (a relative path then counts from the mount root).
+fn absolute_if_inside(target: &str, holder: &str) -> String {
+    let Some(mountpoint) = holder.strip_prefix("mounted at ") else {
         return target.to_owned();
-    }
+    };
     match std::env::current_dir() {
-        Ok(cwd) => cwd.join(target).display().to_string(),
-        Err(_) => target.to_owned(),
+        Ok(cwd) if !target.starts_with('/') && cwd.starts_with(mountpoint) => {
+            cwd.join(target).display().to_string()
+        }
+        _ => target.to_owned(),
     }
 }
 
@@ -187,9 +189,9 @@ fn pin_offline(args: PinArgs, dir: &Path) -> anyhow::Result<()> {
 /// Runs `distfs unpin`.
 pub fn unpin(args: UnpinArgs) -> anyhow::Result<()> {
     let dir = cache_dir_for(args.cache_dir.clone(), args.config.as_deref())?;
-    let removed: Vec<(String, u64)> = if client::daemon_of(&dir)?.is_some() {
+    let removed: Vec<(String, u64)> = if let Some((_, holder)) = client::daemon_of(&dir)? {
         let request = Request::Unpin {
-            path: absolute_if_inside(&args.target),
+            path: absolute_if_inside(&args.target, &holder),
         };
         let Outcome::Unpinned(list) = client::request(&dir, &request, |_, _, _| {})? else {
             bail!("unexpected answer from the daemon");

@@ -156,7 +156,8 @@ pub async fn dag_path(
                     return Err(PathError::TooManyLinks { path: label });
                 }
                 // A project-relative target: resolve it in the same directory.
-                for (i, t) in target.split('/').filter(|s| !s.is_empty()).enumerate() {
+                let steps = target.split('/').filter(|s| !s.is_empty() && *s != ".");
+                for (i, t) in steps.enumerate() {
                     queue.insert(i, t.to_owned());
                 }
             }
