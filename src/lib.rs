@@ -7,6 +7,7 @@
 
 pub mod block;
 pub mod car;
+pub mod daemon;
 pub mod dist;
 pub mod fetch;
 pub mod fs;

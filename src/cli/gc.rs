@@ -1,11 +1,15 @@
-//! `distfs gc`: garbage-collects a cache directory that no daemon is using (the lock is
-//! taken, so a running `distfs mount` on it makes this fail naming the mount): removes
-//! crash leftovers (temp files, empty or oversized block files) and evicts least recently
-//! used unpinned blocks down to `--cache-size`. Prints one summary line (or `--json`).
+//! `distfs gc`: garbage-collects a cache directory. When a daemon holds it, the daemon does
+//! it (through its control socket): crash leftovers removed, evicted down to its quota or
+//! `--cache-size`. Otherwise this process takes the lock and removes crash leftovers (temp
+//! files, empty or oversized block files) and evicts least recently used unpinned blocks
+//! down to `--cache-size`. Prints one summary line (or `--json`).
 
 use std::path::PathBuf;
 
-use anyhow::Context;
+use anyhow::{bail, Context};
+use distfs::daemon::client;
+use distfs::daemon::config::cache_dir_for;
+use distfs::daemon::protocol::{Outcome, Request};
 use distfs::store::disk::DiskStore;
 use distfs::store::lock::CacheLock;
 use distfs::store::quota::{parse_size, Quota};
@@ -13,9 +17,12 @@ use distfs::store::quota::{parse_size, Quota};
 /// Arguments of `distfs gc`.
 #[derive(clap::Args)]
 pub struct GcArgs {
-    /// The cache directory (default: the one `distfs mount` uses).
+    /// The cache directory (default: the configured one).
     #[arg(long, value_name = "DIR")]
     pub cache_dir: Option<PathBuf>,
+    /// The config file that names the cache directory.
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
     /// Evict down to SIZE bytes (K/M/G/T suffixes, powers of 1024); without it only crash
     /// leftovers are removed.
     #[arg(long, value_name = "SIZE", value_parser = parse_size)]
@@ -27,10 +34,10 @@ pub struct GcArgs {
 
 /// Runs the collection.
 pub fn run(args: GcArgs) -> anyhow::Result<()> {
-    let dir = args
-        .cache_dir
-        .clone()
-        .unwrap_or_else(super::mount::default_cache_dir);
+    let dir = cache_dir_for(args.cache_dir.clone(), args.config.as_deref())?;
+    if client::daemon_of(&dir)?.is_some() {
+        return through_daemon(&dir, &args);
+    }
     let _lock = CacheLock::acquire(&dir, "running gc")?;
     let disk = DiskStore::open_unsynced(&dir)
         .with_context(|| format!("opening the cache in {}", dir.display()))?;
@@ -71,6 +78,32 @@ pub fn run(args: GcArgs) -> anyhow::Result<()> {
                 gc.pinned_bytes
             );
         }
+    }
+    Ok(())
+}
+
+/// Asks the daemon holding `dir` to collect, and prints its report.
+fn through_daemon(dir: &std::path::Path, args: &GcArgs) -> anyhow::Result<()> {
+    let request = Request::Gc {
+        target: args.cache_size,
+    };
+    let Outcome::Collected(gc) = client::request(dir, &request, |_, _, _| {})? else {
+        bail!("unexpected answer from the daemon");
+    };
+    if args.json {
+        println!("{}", serde_json::to_string(&gc)?);
+    } else {
+        println!(
+            "gc {} (by the running daemon): removed {} temp files; evicted {} blocks ({} bytes); \
+             now {} blocks, {} bytes ({} pinned)",
+            dir.display(),
+            gc.temp_removed,
+            gc.evicted_blocks,
+            gc.evicted_bytes,
+            gc.blocks,
+            gc.bytes,
+            gc.pinned_bytes
+        );
     }
     Ok(())
 }

@@ -12,6 +12,7 @@ mod pin;
 mod publish;
 mod refresh;
 mod serve;
+mod status;
 mod trace;
 
 /// distfs: a peer-to-peer software distribution as a read-only filesystem.
@@ -47,6 +48,8 @@ enum Command {
     /// Write the distfs(1) manual page into DIR (for packagers; see man/).
     #[command(hide = true)]
     GenerateMan(man::GenerateManArgs),
+    /// Show the running daemon's state (or its metrics) through its control socket.
+    Status(status::StatusArgs),
 }
 
 /// Parses the command line, runs the subcommand and returns the process exit code.
@@ -65,6 +68,7 @@ pub fn main() -> i32 {
         Command::Unpin(args) => pin::unpin(args),
         Command::Gc(args) => gc::run(args),
         Command::GenerateMan(args) => man::run(args, <Cli as clap::CommandFactory>::command()),
+        Command::Status(args) => status::run(args),
     };
     match result {
         Ok(()) => 0,

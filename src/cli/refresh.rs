@@ -1,48 +1,44 @@
-//! `distfs refresh`: asks the daemon mounted on a cache dir to re-resolve its root now. The
-//! daemon is found through the cache dir's lock (which names its pid) and asked with SIGHUP,
-//! which its refresh loop treats like an expired TTL. (The control socket of the operations
-//! work will carry this and report the outcome; until then the outcome is in the daemon's log.)
+//! `distfs refresh`: asks the daemon mounted on a cache dir, through its control socket, to
+//! re-resolve its root now, and prints what came of it (the old and new root and the
+//! record's sequence, or why it failed; exit 1 then).
 
 use std::path::PathBuf;
 
-use anyhow::{bail, Context};
-use distfs::store::lock;
+use anyhow::bail;
+use distfs::daemon::client;
+use distfs::daemon::config::cache_dir_for;
+use distfs::daemon::protocol::{Outcome, Request};
 
 /// Arguments of `distfs refresh`.
 #[derive(clap::Args)]
 pub struct RefreshArgs {
-    /// The cache directory of the mount to refresh (default: the one `distfs mount` uses).
+    /// The cache directory of the mount to refresh (default: the configured one).
     #[arg(long, value_name = "DIR")]
     pub cache_dir: Option<PathBuf>,
+    /// The config file that names the cache directory.
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
 }
 
-/// Signals the daemon.
+/// Asks the daemon and prints the outcome.
 pub fn run(args: RefreshArgs) -> anyhow::Result<()> {
-    let dir = args
-        .cache_dir
-        .clone()
-        .unwrap_or_else(super::mount::default_cache_dir);
-    let Some((pid, what)) =
-        lock::holder(&dir).with_context(|| format!("reading the lock of {}", dir.display()))?
-    else {
-        bail!("no distfs mount uses the cache dir {}", dir.display());
+    let dir = cache_dir_for(args.cache_dir, args.config.as_deref())?;
+    let Outcome::Refreshed(o) = client::request(&dir, &Request::Refresh, |_, _, _| {})? else {
+        bail!("unexpected answer from the daemon");
     };
-    if !what.starts_with("mounted at") {
-        bail!(
-            "distfs pid {pid} holds {} but is {what}, not a mount",
-            dir.display()
+    let seq = o
+        .sequence
+        .map_or(String::new(), |s| format!(", sequence {s}"));
+    if o.old == o.new {
+        println!(
+            "re-resolved {}: unchanged at {}{seq} (from {}; next in {} s)",
+            o.root, o.new, o.source, o.ttl_secs
+        );
+    } else {
+        println!(
+            "re-resolved {}: moved from {} to {}{seq} (from {}; next in {} s)",
+            o.root, o.old, o.new, o.source, o.ttl_secs
         );
     }
-    let Ok(pid_n) = pid.parse::<libc::pid_t>() else {
-        bail!("the lock of {} names no valid pid ({pid:?})", dir.display());
-    };
-    // SAFETY: kill has no memory preconditions; the pid came from the holder's lock file.
-    if unsafe { libc::kill(pid_n, libc::SIGHUP) } != 0 {
-        let err = std::io::Error::last_os_error();
-        bail!("could not signal distfs pid {pid} ({what}): {err}");
-    }
-    println!(
-        "asked distfs pid {pid} ({what}) to re-resolve its root; its log says what came of it"
-    );
     Ok(())
 }

@@ -153,6 +153,15 @@ impl Fetcher {
             .collect()
     }
 
+    /// Block requests in flight now (permits taken), for status and metrics.
+    pub fn in_flight(&self) -> usize {
+        self.inner
+            .config
+            .max_in_flight
+            .max(1)
+            .saturating_sub(self.inner.permits.available_permits())
+    }
+
     /// How many sources are still in use (not dropped for sending a bad block).
     pub fn live_sources(&self) -> usize {
         self.inner

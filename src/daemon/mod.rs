@@ -1,0 +1,382 @@
+//! The mount daemon: built from a validated [`config::Config`] only, it takes the cache lock,
+//! opens the cache under its quota, chooses the block sources (probing a local Kubo gateway
+//! when none is configured), resolves the root, mounts the view, follows a name root
+//! (`follow`), serves the control socket ([`control`]) and, opt-in, `/metrics`
+//! ([`metrics`]), and on SIGINT/SIGTERM or an external unmount tears everything down in
+//! order (unmount, abort a stuck connection, flush the cache's pending writes, remove the
+//! socket).
+//!
+//! Runs in the foreground until `fusermount3 -u MOUNTPOINT`, SIGINT or SIGTERM.
+
+pub mod client;
+pub mod config;
+pub mod control;
+mod follow;
+pub mod metrics;
+pub mod pin;
+pub mod probe;
+pub mod protocol;
+mod state;
+pub mod status;
+
+use std::os::unix::fs::MetadataExt;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::{Duration, Instant};
+
+use cid::Cid;
+
+use crate::dist::coldstart::ColdStartConfig;
+use crate::dist::trace::Tracer;
+use crate::dist::DistView;
+use crate::fetch::{Fetcher, FetcherConfig, RecordApi, RecordClient, DEFAULT_RECORD_TIMEOUT};
+use crate::fs::mount::{lazy_unmount, mount, raise_readahead, Invalidator, MountConfig};
+use crate::fs::DistFs;
+use crate::name::{Resolver, ResolverConfig};
+use crate::store::cache::CacheStore;
+use crate::store::disk::DiskStore;
+use crate::store::lock::CacheLock;
+use crate::store::quota::Quota;
+use config::Config;
+use control::ControlSocket;
+use follow::{Follow, NameCell, NameState};
+use state::Shared;
+
+/// How often the quota is checked as a safety net for eviction triggers lost to races.
+const SWEEP_EVERY: Duration = Duration::from_secs(2);
+/// How long an unmount on a signal may take before the connection is aborted.
+const UNMOUNT_GRACE: Duration = Duration::from_secs(3);
+/// How long pending cache writes may take at exit.
+const FLUSH_LIMIT: Duration = Duration::from_secs(30);
+
+/// Why the daemon could not start (or ended badly).
+#[derive(Debug, thiserror::Error)]
+pub enum DaemonError {
+    /// Another process holds the cache directory, or it cannot be locked.
+    #[error(transparent)]
+    Lock(#[from] crate::store::lock::LockError),
+    /// The cache could not be opened or scanned.
+    #[error("opening the cache in {}: {source}", dir.display())]
+    Cache {
+        dir: PathBuf,
+        #[source]
+        source: Box<crate::store::StoreError>,
+    },
+    /// The async runtime could not start.
+    #[error("starting the async runtime: {0}")]
+    Runtime(#[source] std::io::Error),
+    /// A gateway URL is not usable.
+    #[error("configuring gateways: {0}")]
+    Gateways(#[source] Box<crate::fetch::FetchError>),
+    /// A record source could not be set up.
+    #[error("configuring record sources: {0}")]
+    Records(#[source] crate::fetch::RecordFetchError),
+    /// The resolver could not be set up or the root could not be resolved.
+    #[error("resolving the root {spec}: {source}")]
+    Resolve {
+        spec: String,
+        #[source]
+        source: Box<crate::name::resolve::ResolveError>,
+    },
+    /// The trace file could not be created.
+    #[error("creating the trace file {}: {source}", path.display())]
+    Trace {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    /// The root directory could not be read (a mount of nothing helps nobody).
+    #[error("reading the distribution root {root}: {source}")]
+    Root {
+        root: Cid,
+        #[source]
+        source: Box<crate::dist::ViewError>,
+    },
+    /// Mounting failed.
+    #[error(transparent)]
+    Mount(#[from] crate::fs::mount::MountError),
+    /// The control socket could not be created.
+    #[error("creating the control socket {}: {source}", path.display())]
+    Control {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    /// The metrics address could not be bound.
+    #[error("metrics-listen {addr}: {source}")]
+    Metrics {
+        addr: std::net::SocketAddr,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+/// The block and record sources in use: the configured ones, or the defaults with the
+/// local gateway first when it answers the probe.
+async fn choose_sources(config: &Config) -> (Vec<String>, Vec<String>, Option<String>) {
+    let mut gateways = config.gateways.clone();
+    let mut local = None;
+    if config.default_sources {
+        if let Some(addr) = config.local_gateway {
+            if probe::local_gateway_answers(addr).await {
+                let url = probe::gateway_url(addr);
+                gateways.insert(0, url.clone());
+                local = Some(url);
+            } else {
+                tracing::info!(%addr, "no local gateway answers; using public gateways only");
+            }
+        }
+    }
+    tracing::info!(gateways = ?gateways, routing = ?config.routings, "block and record sources");
+    (gateways, config.routings.clone(), local)
+}
+
+/// The resolver for name roots: record sources from the gateways and routing endpoints,
+/// the last good records kept in `<cache>/names`.
+fn build_resolver(
+    config: &Config,
+    gateways: &[String],
+    routings: &[String],
+) -> Result<Resolver, DaemonError> {
+    let http = RecordClient::http_client().map_err(DaemonError::Records)?;
+    let mut sources = Vec::new();
+    if !config.offline {
+        for (urls, api) in [
+            (gateways, RecordApi::Gateway),
+            (routings, RecordApi::Routing),
+        ] {
+            for url in urls {
+                sources.push(
+                    RecordClient::new(url, api, http.clone(), DEFAULT_RECORD_TIMEOUT)
+                        .map_err(DaemonError::Records)?,
+                );
+            }
+        }
+    }
+    Resolver::new(ResolverConfig {
+        sources,
+        dns_server: config.dns_server,
+        state_dir: Some(config.cache_dir.join("names")),
+        min_ttl: config.min_ttl,
+        max_ttl: config.max_ttl,
+    })
+    .map_err(|source| DaemonError::Resolve {
+        spec: config.root.to_string(),
+        source: Box::new(source),
+    })
+}
+
+/// Runs the mount until it ends; `Ok` after a clean unmount.
+pub fn run(config: Config) -> Result<(), DaemonError> {
+    let started = Instant::now();
+    let spec = config.root.clone();
+    let cache_dir = config.cache_dir.clone();
+    let _lock = CacheLock::acquire(
+        &cache_dir,
+        &format!("mounted at {}", config.mountpoint.display()),
+    )?;
+    let cache_err = |source| DaemonError::Cache {
+        dir: cache_dir.clone(),
+        source: Box::new(source),
+    };
+    let disk = DiskStore::open_unsynced(&cache_dir).map_err(cache_err)?;
+    let quota = Arc::new(Quota::open(disk, config.cache_size).map_err(cache_err)?);
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .thread_name("distfs-io")
+        .build()
+        .map_err(DaemonError::Runtime)?;
+    let _guard = runtime.enter();
+    let (gateways, routings, local_gateway) = runtime.block_on(choose_sources(&config));
+    let fetcher_config = FetcherConfig {
+        deadline: config.read_timeout,
+        max_in_flight: config.max_in_flight,
+        ..FetcherConfig::default()
+    };
+    let fetcher = Fetcher::from_gateways(&gateways, fetcher_config)
+        .map_err(|e| DaemonError::Gateways(Box::new(e)))?;
+    let sweep = Arc::clone(&quota);
+    runtime.spawn(async move {
+        let mut tick = tokio::time::interval(SWEEP_EVERY);
+        loop {
+            tick.tick().await;
+            sweep.evict_if_over();
+        }
+    });
+    let store = CacheStore::with_quota(quota, fetcher).with_offline(config.offline);
+    let resolver = Arc::new(build_resolver(&config, &gateways, &routings)?);
+    let first = runtime
+        .block_on(resolver.resolve(&spec))
+        .map_err(|source| DaemonError::Resolve {
+            spec: spec.to_string(),
+            source: Box::new(source),
+        })?;
+    follow::log_refused(&spec, &first);
+    let root = first.cid;
+    let tracer = match &config.trace {
+        Some(path) => Some(Tracer::create(path).map_err(|source| DaemonError::Trace {
+            path: path.clone(),
+            source,
+        })?),
+        None => None,
+    };
+    // Offline, there is nothing to fetch ahead of time.
+    let cold = ColdStartConfig {
+        prefetch_lists: !config.offline,
+        background: config.background_fetch && !config.offline,
+        ..ColdStartConfig::default()
+    };
+    let mut view = DistView::new(Arc::new(store.clone()), root, config.read_timeout)
+        .with_cold_start(cold, tracer);
+    if config.cache_size.is_some() {
+        // Blocks an open file has read stay cached until it is closed.
+        let holds = store.clone();
+        view = view.with_holds(Arc::new(move || holds.hold()));
+    }
+    let view = Arc::new(view);
+    runtime
+        .block_on(view.readdir(crate::dist::ROOT_INO))
+        .map_err(|source| DaemonError::Root {
+            root,
+            source: Box::new(source),
+        })?;
+
+    // The control socket exists before the mount does: a client that sees the mount can
+    // talk to the daemon.
+    let socket_path = cache_dir.join(protocol::SOCKET_FILE);
+    let mut socket = ControlSocket::bind(&socket_path).map_err(|source| DaemonError::Control {
+        path: socket_path.clone(),
+        source,
+    })?;
+    let name = spec.is_mutable().then(|| {
+        Arc::new(NameCell {
+            state: Mutex::new(NameState::from_resolved(&first)),
+            failures: Default::default(),
+        })
+    });
+    let (refresh_tx, refresh_rx) = tokio::sync::mpsc::channel(4);
+    // SAFETY: getuid/getgid have no preconditions.
+    let (uid, gid) = unsafe { (libc::getuid(), libc::getgid()) };
+    let shared = Arc::new(Shared {
+        spec: spec.clone(),
+        mountpoint: config.mountpoint.clone(),
+        cache_dir: cache_dir.clone(),
+        started,
+        offline: config.offline,
+        store: store.clone(),
+        view: view.clone(),
+        name: name.clone(),
+        refresh: spec.is_mutable().then_some(refresh_tx),
+        local_gateway,
+        metrics_listen: OnceLock::new(),
+        owner_uid: uid,
+    });
+    if let Some(addr) = config.metrics_listen {
+        let listener = runtime
+            .block_on(metrics::bind(addr))
+            .map_err(|source| DaemonError::Metrics { addr, source })?;
+        if let Ok(bound) = listener.local_addr() {
+            let _ = shared.metrics_listen.set(bound);
+            tracing::info!(addr = %bound, "serving /metrics");
+        }
+        runtime.spawn(metrics::serve(listener, Arc::clone(&shared)));
+    }
+    socket.serve(Arc::clone(&shared));
+
+    let fs = DistFs::new(view.clone(), runtime.handle().clone(), uid, gid);
+    let mount_cfg = MountConfig {
+        mountpoint: config.mountpoint.clone(),
+        allow_other: config.allow_other,
+    };
+    let session = mount(fs, &mount_cfg)?;
+    tracing::info!(mountpoint = %config.mountpoint.display(), %root, root_spec = %spec, "mounted");
+    if let Some(cell) = name {
+        let follow = Follow {
+            spec: spec.clone(),
+            resolver,
+            view: view.clone(),
+            invalidator: Invalidator::new(&session),
+            min_ttl: config.min_ttl,
+            cell,
+        };
+        runtime.spawn(follow.run(first.ttl, refresh_rx));
+    }
+    // The FUSE connection's device number, for the fusectl abort of last resort.
+    let fuse_dev = std::fs::metadata(&config.mountpoint).map(|m| m.dev()).ok();
+    if let Some(dev) = fuse_dev {
+        raise_readahead(dev);
+    }
+
+    let finished = || session.guard.is_finished();
+    let ended_by_signal = runtime.block_on(wait_for_end(&finished));
+    if ended_by_signal {
+        tracing::info!("signal received: unmounting");
+        lazy_unmount(&config.mountpoint);
+        let start = Instant::now();
+        while !finished() && start.elapsed() < UNMOUNT_GRACE {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        if !finished() {
+            if let Some(dev) = fuse_dev {
+                abort_connection(dev);
+            }
+            // The FUSE thread is stuck on a connection the kernel no longer serves; leave
+            // without joining it.
+            socket.remove();
+            view.shutdown();
+            flush_cache(&runtime, &store);
+            std::process::exit(0);
+        }
+    }
+    if let Err(e) = session.join() {
+        tracing::debug!("FUSE session ended with: {e}");
+    }
+    socket.remove();
+    view.shutdown();
+    flush_cache(&runtime, &store);
+    Ok(())
+}
+
+/// Lets the cache's background disk writes finish, so the next mount finds what this one
+/// fetched.
+fn flush_cache(runtime: &tokio::runtime::Runtime, store: &CacheStore) {
+    if !runtime.block_on(store.flush(FLUSH_LIMIT)) {
+        tracing::warn!("some fetched blocks were not written to the cache before exit");
+    }
+}
+
+/// Waits for SIGINT/SIGTERM (true) or for the session to end by an external unmount (false).
+async fn wait_for_end(finished: &dyn Fn() -> bool) -> bool {
+    use tokio::signal::unix::{signal, SignalKind};
+    let (Ok(mut term), Ok(mut int)) = (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+    ) else {
+        tracing::warn!("cannot listen for signals; unmount with fusermount3 -u");
+        while !finished() {
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+        return false;
+    };
+    loop {
+        tokio::select! {
+            _ = term.recv() => return true,
+            _ = int.recv() => return true,
+            _ = tokio::time::sleep(Duration::from_millis(200)) => {
+                if finished() {
+                    return false;
+                }
+            }
+        }
+    }
+}
+
+/// Aborts the FUSE connection with device number `dev` through fusectl (root only; best
+/// effort).
+fn abort_connection(dev: u64) {
+    let minor = libc::minor(dev);
+    let path = format!("/sys/fs/fuse/connections/{minor}/abort");
+    if let Err(e) = std::fs::write(&path, b"1") {
+        tracing::debug!("could not abort the FUSE connection via {path}: {e}");
+    }
+}
