@@ -562,6 +562,95 @@ fn ipns_records_stale_forged_expired_or_rolled_back_never_move_the_root() {
     assert!(m.log_text().contains("already seen"), "{}", m.log_text());
 }
 
+/// Record answers spoiled in transit by every block-fault class (the record's bytes play the
+/// block's part): the root never moves, files read on, and a newer record on the honest
+/// gateway is still followed while the other one trickles.
+#[test]
+fn ipns_record_answers_spoiled_in_transit_never_move_the_root_or_stall_reads() {
+    use std::sync::atomic::Ordering::SeqCst;
+    let tmp = tempdir();
+    let store = tmp.path().join("store");
+    let store_s = store.display().to_string();
+    let serve = Serve::start(&store);
+    let proxy = FaultyProxy::start(&serve.url, SEED);
+    let key = distfs::name::Keypair::generate();
+    let k = key.name().to_string();
+    let fresh = || SystemTime::now() + Duration::from_secs(86_400);
+    let mut cids = Vec::new();
+    for v in 1..=2 {
+        let dir = tmp.path().join(format!("v{v}"));
+        let data = det_bytes(&format!("transit-v{v}"), 300_000);
+        write_bytes(&dir.join(format!("app/{v}.0/app.bin")), &data);
+        cids.push(distfs_add(&dir, &["--cid-version", "1", "--store", &store_s]).unwrap());
+    }
+    let put = |seq: u64, cid: &str| {
+        let status = put_record(&serve, &k, &record(&key, cid, seq, fresh()), tmp.path());
+        assert_eq!(status, "200");
+    };
+    put(1, &cids[0]);
+    let root = format!("/ipns/{k}");
+    let opts = MountOpts {
+        root: &root,
+        gateways: &[&proxy.url, &serve.url],
+        cache: &tmp.path().join("cache"),
+        extra: &[
+            "--min-ttl",
+            "1",
+            "--max-ttl",
+            "1",
+            "--read-timeout",
+            READ_TIMEOUT,
+        ],
+    };
+    let m = Mount::try_start(&tmp.path().join("mnt"), &opts).unwrap();
+    let app = m.path("app");
+    assert_eq!(ls(&app), ["1.0", "latest"]);
+    let want = det_bytes("transit-v1", 300_000);
+    // Slow-loris last: each resolution then waits out the record timeout (15 s).
+    let order = Fault::ALL.iter().filter(|f| **f != Fault::SlowLoris);
+    for &fault in order.chain([&Fault::SlowLoris]) {
+        let what = format!("ipns-transit-{fault:?}");
+        let before = proxy.counts().records_spoiled.load(SeqCst);
+        proxy.set_record_fault(Some(fault));
+        let start = Instant::now();
+        poll(
+            &format!("{what}: a spoiled record answer"),
+            Duration::from_secs(60),
+            || (proxy.counts().records_spoiled.load(SeqCst) > before).then_some(()),
+        );
+        // One more resolution after the spoiled one, unless it trickles (15 s each).
+        if fault != Fault::SlowLoris {
+            poll(
+                &format!("{what}: a second resolution"),
+                Duration::from_secs(60),
+                || (proxy.counts().records_spoiled.load(SeqCst) > before + 1).then_some(()),
+            );
+        }
+        let (got, _, _) = timed_read(&m.path("app/1.0/app.bin"));
+        let got = got.unwrap_or_else(|e| panic!("{what}: {e}"));
+        assert_eq!(sha(&got), sha(&want), "{what}: wrong bytes");
+        assert_eq!(ls(&app), ["1.0", "latest"], "{what}: the root moved");
+        eprintln!(
+            "faults: class={what} injected={} root_moved=0 reads=1 wrong_bytes=0 observed_for_ms={}",
+            proxy.counts().records_spoiled.load(SeqCst) - before,
+            start.elapsed().as_millis()
+        );
+    }
+    // A newer record on the honest gateway is followed while the proxy trickles.
+    put(2, &cids[1]);
+    let start = Instant::now();
+    poll(
+        "the root to move to 2.0 past a trickling gateway",
+        Duration::from_secs(60),
+        || (ls(&app) == ["2.0", "latest"]).then_some(()),
+    );
+    eprintln!(
+        "faults: class=ipns-transit-follow-past-SlowLoris followed_after_ms={}",
+        start.elapsed().as_millis()
+    );
+    assert!(is_mounted(&m.dir));
+}
+
 // ---------------------------------------------------------------------------------------
 // Security: special mode bits, node types the mount does not serve, hostile names
 // ---------------------------------------------------------------------------------------

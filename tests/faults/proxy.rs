@@ -84,12 +84,15 @@ pub struct Counts {
     pub passed: AtomicU64,
     /// IPNS record requests answered with the planted record.
     pub records_planted: AtomicU64,
+    /// IPNS record answers spoiled by the record fault.
+    pub records_spoiled: AtomicU64,
 }
 
 struct Shared {
     upstream: String,
     fault: Mutex<Option<(Fault, f64)>>,
     record: Mutex<Option<Vec<u8>>>,
+    record_fault: Mutex<Option<Fault>>,
     rng: Mutex<u64>,
     last_block: Mutex<Vec<u8>>,
     counts: Counts,
@@ -133,6 +136,7 @@ impl FaultyProxy {
             upstream: upstream.trim_start_matches("http://").to_string(),
             fault: Mutex::new(None),
             record: Mutex::new(None),
+            record_fault: Mutex::new(None),
             rng: Mutex::new(seed),
             last_block: Mutex::new(Vec::new()),
             counts: Counts::default(),
@@ -161,6 +165,16 @@ impl FaultyProxy {
     /// Answers every IPNS record request with `record`; `None`: forward them.
     pub fn plant_record(&self, record: Option<Vec<u8>>) {
         *self.shared.record.lock().unwrap_or_else(|e| e.into_inner()) = record;
+    }
+
+    /// Spoils every IPNS record answer with `fault` (the record's bytes play the block's
+    /// part); `None`: forward them.
+    pub fn set_record_fault(&self, fault: Option<Fault>) {
+        *self
+            .shared
+            .record_fault
+            .lock()
+            .unwrap_or_else(|e| e.into_inner()) = fault;
     }
 
     /// The counters.
@@ -253,6 +267,14 @@ fn handle(sh: &Shared, conn: TcpStream) {
         );
         return;
     };
+    if path.starts_with("/ipns/") || path.starts_with("/routing/v1/ipns/") {
+        let fault = *sh.record_fault.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(f) = fault {
+            sh.counts.records_spoiled.fetch_add(1, Ordering::SeqCst);
+            inject(sh, f, &mut conn, answer);
+            return;
+        }
+    }
     let fault = *sh.fault.lock().unwrap_or_else(|e| e.into_inner());
     let spoil = match fault {
         Some((f, p)) if path.starts_with("/ipfs/") && answer.status.starts_with("200") => {
