@@ -279,6 +279,54 @@ fn captive_portal_html() {
     fault_class(Fault::WrongType);
 }
 
+/// The proxy really spoils each class (else the mount tests could pass vacuously), and the
+/// library's gateway client names each spoiled answer for what it is.
+#[test]
+fn the_proxy_spoils_every_class_and_the_gateway_client_names_each() {
+    use distfs::fetch::{BlockSource, FetchError, GatewayClient};
+    let d = Dist::new("client");
+    let proxy = FaultyProxy::start(&d.serve.url, SEED);
+    let cid: cid::Cid = d.root.parse().unwrap();
+    let want = harness::http_get(&d.serve.url, &format!("/ipfs/{cid}?format=raw"));
+    let http = GatewayClient::http_client().unwrap();
+    let client = GatewayClient::with_client(&proxy.url, http, Duration::from_secs(3)).unwrap();
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    // An honest answer first, so `OtherBlock` has another body to send.
+    let honest = rt.block_on(client.get(&cid)).unwrap();
+    assert_eq!(honest.data().as_ref(), want.as_slice());
+    for fault in Fault::ALL {
+        proxy.set_fault(Some((fault, 1.0)));
+        let got = rt.block_on(client.get(&cid));
+        let ok = match (&fault, &got) {
+            (Fault::Latency, Ok(b)) => b.data().as_ref() == want.as_slice(),
+            (Fault::Drop | Fault::ResetMidBody | Fault::Truncated, Err(e)) => {
+                matches!(e, FetchError::Transport { .. }) && e.is_retryable()
+            }
+            (Fault::ShortLength | Fault::FlipByte | Fault::OtherBlock, Err(e)) => e.is_corrupt(),
+            (Fault::SlowLoris, Err(e)) => matches!(e, FetchError::AttemptTimeout { .. }),
+            (Fault::TooMany, Err(e)) => {
+                matches!(e, FetchError::Status { status: 429, .. })
+                    && e.retry_after() == Some(Duration::from_secs(1))
+            }
+            (Fault::Unavailable, Err(e)) => {
+                matches!(e, FetchError::Status { status: 503, .. })
+                    && e.retry_after() == Some(Duration::from_secs(1))
+            }
+            (Fault::OversizeStreamed | Fault::OversizeAnnounced, Err(e)) => {
+                matches!(e, FetchError::TooLarge { .. })
+            }
+            (Fault::WrongType, Err(e)) => matches!(e, FetchError::BadContentType { .. }),
+            _ => false,
+        };
+        assert!(
+            ok,
+            "{fault:?}: unexpected answer {:?}",
+            got.map(|b| b.data().len())
+        );
+    }
+    assert_eq!(proxy.injected(), Fault::ALL.len() as u64);
+}
+
 /// Every class at once-per-request (p = 1) on the first gateway, an honest second one:
 /// every read returns the right bytes, none fails, and the cache verifies. One mount per
 /// class (a fresh cache each), so every block is fetched under the fault.
