@@ -513,7 +513,18 @@ impl DistView {
         name: &str,
         cid: Cid,
     ) -> Result<Option<Inode>, ViewError> {
-        let stat = walk::stat(self.store.as_ref(), &cid).await?;
+        let stat = match walk::stat(self.store.as_ref(), &cid).await {
+            Ok(stat) => stat,
+            // The child's verified block does not decode as a node we serve (an unsupported
+            // UnixFS type, a broken protobuf): that never changes, so hide this one entry
+            // like a hostile name instead of failing the whole directory. Fetch and store
+            // failures still fail the listing (they may pass; a listing is cached).
+            Err(walk::WalkError::Unixfs(e)) => {
+                tracing::warn!(%cid, name, "hiding an entry that cannot be served: {e}");
+                return Ok(None);
+            }
+            Err(e) => return Err(e.into()),
+        };
         let level = match (dir.level, stat.kind) {
             (Level::Root, walk::Kind::Directory) => Level::Project,
             (Level::Project, walk::Kind::Directory) => Level::Version,
