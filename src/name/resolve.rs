@@ -19,6 +19,7 @@ use std::time::{Duration, SystemTime};
 
 use bytes::Bytes;
 use cid::Cid;
+use futures::StreamExt;
 
 use super::dnslink::{check_domain, DnsLinkError, DnsLinkResolver};
 use super::record::{verify, Record};
@@ -27,6 +28,8 @@ use crate::fetch::RecordClient;
 
 /// Most hops DNSLink → IPNS → … → `/ipfs/` followed.
 pub const MAX_DEPTH: usize = 8;
+/// How long the other record sources may still answer once one gave a valid record.
+pub const RECORD_GRACE: Duration = Duration::from_millis(1500);
 /// Default lower bound of a resolved TTL.
 pub const DEFAULT_MIN_TTL: Duration = Duration::from_secs(30);
 /// Default upper bound of a resolved TTL.
@@ -280,16 +283,34 @@ impl Resolver {
             return Err(ResolveError::NoSources { name: text });
         }
         let now = SystemTime::now();
-        let answers = futures::future::join_all(
-            self.config
-                .sources
-                .iter()
-                .map(|c| async { (c.describe(), c.get(&text).await) }),
-        )
-        .await;
+        let mut pending: futures::stream::FuturesUnordered<_> = self
+            .config
+            .sources
+            .iter()
+            .map(|c| async { (c.describe(), c.get(&text).await) })
+            .collect();
         let mut refused = Vec::new();
         let mut best: Option<(Record, String)> = None;
-        for (from, answer) in answers {
+        // Once one source has given a valid record, the others get RECORD_GRACE more to
+        // offer a newer one; a slow or trickling source must not hold every resolution
+        // for its whole timeout.
+        let mut grace: Option<tokio::time::Instant> = None;
+        loop {
+            let next = match grace {
+                Some(until) => match tokio::time::timeout_at(until, pending.next()).await {
+                    Ok(next) => next,
+                    Err(_) => {
+                        tracing::debug!(
+                            name = %text,
+                            unanswered = pending.len(),
+                            "took the best record so far; slower sources not waited for"
+                        );
+                        break;
+                    }
+                },
+                None => pending.next().await,
+            };
+            let Some((from, answer)) = next else { break };
             let bytes = match answer {
                 Ok(Some(b)) => b,
                 Ok(None) => {
@@ -306,10 +327,12 @@ impl Resolver {
                     if best.as_ref().is_none_or(|(b, _)| rec.supersedes(b)) {
                         best = Some((rec, from));
                     }
+                    grace.get_or_insert_with(|| tokio::time::Instant::now() + RECORD_GRACE);
                 }
                 Err(e) => refused.push((from, format!("refused record ({}): {e}", e.kind()))),
             }
         }
+        drop(pending); // cancels the sources not waited for (and ends the borrow of `text`)
         if let Some(old) = &remembered {
             match &best {
                 Some((rec, from)) if rec.sequence < old.sequence => {
