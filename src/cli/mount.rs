@@ -172,6 +172,7 @@ pub fn run(mut args: MountArgs) -> anyhow::Result<()> {
         ..ColdStartConfig::default()
     };
     let view = Arc::new(DistView::new(store.clone(), root, deadline).with_cold_start(cold, tracer));
+    view.set_root_info(root_info(&spec, &first));
 
     // Fail before mounting if the root cannot be had: a mount of nothing helps nobody.
     runtime
@@ -273,6 +274,16 @@ fn log_refused(spec: &RootSpec, resolved: &Resolved) {
     }
 }
 
+/// The root's facts for its xattrs (`user.distfs.root`, `.sequence`, `.publisher`).
+fn root_info(spec: &RootSpec, resolved: &Resolved) -> distfs::dist::RootInfo {
+    let (sequence, publisher) = (resolved.sequence, resolved.publisher.clone());
+    distfs::dist::RootInfo {
+        spec: spec.to_string(),
+        sequence,
+        publisher,
+    }
+}
+
 /// The refresh task of a name root.
 struct Follow {
     spec: RootSpec,
@@ -333,6 +344,7 @@ impl Follow {
                 "root moved"
             );
         }
+        self.view.set_root_info(root_info(&self.spec, &resolved));
         Ok(resolved.ttl)
     }
 }

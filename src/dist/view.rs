@@ -20,8 +20,9 @@ use futures::stream::{self, StreamExt, TryStreamExt};
 use super::coldstart::{ColdStart, ColdStartConfig};
 use super::inode::{Inode, Inodes, Kind, Level, VersionInfo, ROOT_INO};
 use super::trace::Tracer;
+use super::xattr::XattrState;
 use super::{meta, versions};
-use crate::store::BlockStore;
+use crate::store::{origin, BlockStore};
 use crate::walk::{self, NodeCache, WalkError};
 
 /// The most bytes of a `versions` file we read.
@@ -106,7 +107,7 @@ pub enum Invalidation {
 
 /// The view over one root.
 pub struct DistView {
-    store: Arc<dyn BlockStore>,
+    pub(super) store: Arc<dyn BlockStore>,
     inodes: Inodes,
     listings: Mutex<HashMap<u64, Listing>>,
     seq: Mutex<HashMap<u64, Seq>>,
@@ -114,6 +115,7 @@ pub struct DistView {
     nodes: Arc<NodeCache>,
     deadline: Duration,
     cold: Arc<ColdStart>,
+    pub(super) xattrs: Arc<XattrState>,
 }
 
 impl DistView {
@@ -135,6 +137,7 @@ impl DistView {
             nodes,
             deadline,
             cold,
+            xattrs: Arc::default(),
         }
     }
 
@@ -304,7 +307,9 @@ impl DistView {
             offset,
             u64::from(size),
         );
-        self.bounded(async { Ok(read.await?) }).await
+        let (read, source) = origin::track(self.bounded(async { Ok(read.await?) })).await;
+        self.xattrs.read_done(ino, source);
+        read
     }
 
     /// The target of the symlink `ino`.
@@ -328,7 +333,7 @@ impl DistView {
         self.inodes.len()
     }
 
-    async fn bounded<T>(
+    pub(super) async fn bounded<T>(
         &self,
         fut: impl std::future::Future<Output = Result<T, ViewError>>,
     ) -> Result<T, ViewError> {
@@ -578,11 +583,13 @@ impl DistView {
             return;
         };
         let (store, nodes) = (self.store.clone(), Arc::clone(&self.nodes));
-        let cid = node.cid;
+        let (cid, ino, xattrs) = (node.cid, node.ino, Arc::clone(&self.xattrs));
         handle.spawn(async move {
             let window =
                 walk::prefetch_range(store.as_ref(), &nodes, &cid, start, READAHEAD_WINDOW);
-            if let Err(e) = window.await {
+            let (window, source) = origin::track(window).await;
+            xattrs.prefetched(ino, source);
+            if let Err(e) = window {
                 tracing::debug!(%cid, start, "readahead failed: {e}");
             }
         });
