@@ -4,6 +4,7 @@
 use clap::{Parser, Subcommand};
 
 mod add;
+mod doctor;
 mod gc;
 mod key;
 mod mount;
@@ -43,6 +44,8 @@ enum Command {
     Unpin(pin::UnpinArgs),
     /// Clean a cache directory and evict it down to a size.
     Gc(gc::GcArgs),
+    /// Check the machine, cache, gateways, names and every mount; say how to fix problems.
+    Doctor(doctor::DoctorArgs),
 }
 
 /// Parses the command line, runs the subcommand and returns the process exit code.
@@ -60,6 +63,7 @@ pub fn main() -> i32 {
         Command::Pin(args) => pin::pin(args),
         Command::Unpin(args) => pin::unpin(args),
         Command::Gc(args) => gc::run(args),
+        Command::Doctor(args) => doctor::run(args),
     };
     match result {
         Ok(()) => 0,

@@ -12,6 +12,7 @@
 //! values, computed on the runtime like reads.
 
 pub mod mount;
+pub mod probe;
 
 use std::ffi::OsStr;
 use std::path::Path;
