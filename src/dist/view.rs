@@ -22,7 +22,7 @@ use super::inode::{Inode, Inodes, Kind, Level, VersionInfo, ROOT_INO};
 use super::trace::Tracer;
 use super::xattr::XattrState;
 use super::{meta, versions};
-use crate::store::{origin, BlockStore};
+use crate::store::BlockStore;
 use crate::walk::{self, NodeCache, WalkError};
 
 /// The most bytes of a `versions` file we read.
@@ -307,9 +307,8 @@ impl DistView {
             offset,
             u64::from(size),
         );
-        let (read, source) = origin::track(self.bounded(async { Ok(read.await?) })).await;
-        self.xattrs.read_done(ino, source);
-        read
+        let read = self.bounded(async { Ok(read.await?) });
+        self.xattrs.read(ino, read).await
     }
 
     /// The target of the symlink `ino`.
@@ -587,9 +586,7 @@ impl DistView {
         handle.spawn(async move {
             let window =
                 walk::prefetch_range(store.as_ref(), &nodes, &cid, start, READAHEAD_WINDOW);
-            let (window, source) = origin::track(window).await;
-            xattrs.prefetched(ino, source);
-            if let Err(e) = window {
+            if let Err(e) = xattrs.prefetch(ino, window).await {
                 tracing::debug!(%cid, start, "readahead failed: {e}");
             }
         });

@@ -15,6 +15,7 @@
 //!   [`DistView::set_root_info`] after the first resolution and after each root swap.
 
 use std::collections::HashMap;
+use std::future::Future;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -24,7 +25,7 @@ use futures::stream::{self, StreamExt};
 use super::inode::{Kind, ROOT_INO};
 use super::view::{DistView, ViewError};
 use crate::block::codec;
-use crate::store::BlockStore;
+use crate::store::{origin, BlockStore};
 use crate::unixfs::Node;
 use crate::walk::{WalkError, FETCH_CONCURRENCY, MAX_DEPTH};
 
@@ -69,9 +70,11 @@ pub(super) struct XattrState {
 }
 
 impl XattrState {
-    /// A read of `ino` ended; `source` delivered the last block it fetched (`None`: it
-    /// fetched nothing).
-    pub(super) fn read_done(&self, ino: u64, source: Option<Arc<str>>) {
+    /// Runs a read of `ino` and records where its blocks came from: the source that
+    /// delivered the last block it fetched, or [`FROM_CACHE`] when it fetched nothing and
+    /// no source is recorded yet (a block fetched by readahead was still served by it).
+    pub(super) async fn read<T>(&self, ino: u64, read: impl Future<Output = T>) -> T {
+        let (out, source) = origin::track(read).await;
         lock(&self.cached).remove(&ino);
         let mut origins = lock(&self.origins);
         match source {
@@ -82,14 +85,17 @@ impl XattrState {
                 origins.entry(ino).or_insert_with(|| Arc::from(FROM_CACHE));
             }
         }
+        out
     }
 
-    /// Background work (readahead) for `ino` ended; records its source if it fetched.
-    pub(super) fn prefetched(&self, ino: u64, source: Option<Arc<str>>) {
+    /// Runs background work (readahead) for `ino`; records its source if it fetched.
+    pub(super) async fn prefetch<T>(&self, ino: u64, work: impl Future<Output = T>) -> T {
+        let (out, source) = origin::track(work).await;
         lock(&self.cached).remove(&ino);
         if let Some(s) = source {
             lock(&self.origins).insert(ino, s);
         }
+        out
     }
 }
 
