@@ -9,6 +9,7 @@ pub mod block;
 pub mod car;
 pub mod daemon;
 pub mod dist;
+pub mod doctor;
 pub mod fetch;
 pub mod fs;
 pub mod import;

@@ -4,6 +4,7 @@
 use clap::{Parser, Subcommand};
 
 mod add;
+mod doctor;
 mod gc;
 mod key;
 mod man;
@@ -50,6 +51,8 @@ enum Command {
     GenerateMan(man::GenerateManArgs),
     /// Show the running daemon's state (or its metrics) through its control socket.
     Status(status::StatusArgs),
+    /// Check the machine, cache, gateways, names and every mount; say how to fix problems.
+    Doctor(doctor::DoctorArgs),
 }
 
 /// Parses the command line, runs the subcommand and returns the process exit code.
@@ -69,6 +72,7 @@ pub fn main() -> i32 {
         Command::Gc(args) => gc::run(args),
         Command::GenerateMan(args) => man::run(args, <Cli as clap::CommandFactory>::command()),
         Command::Status(args) => status::run(args),
+        Command::Doctor(args) => doctor::run(args),
     };
     match result {
         Ok(()) => 0,

@@ -42,6 +42,9 @@ pub struct ServeArgs {
     /// Requests handled at once; more wait up to 10 s, then get 429.
     #[arg(long, default_value_t = 256, value_parser = clap::value_parser!(u32).range(1..=65536))]
     max_requests: u32,
+    /// Do not serve `GET /metrics` (Prometheus metrics; on by default).
+    #[arg(long)]
+    no_metrics: bool,
     /// Milliseconds added before every response (for benchmarks that model a distant gateway).
     #[arg(long, value_name = "MS", default_value_t = 0)]
     latency: u64,
@@ -66,6 +69,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         queue_timeout: Duration::from_secs(10),
         log_requests: args.log_requests,
         latency: Duration::from_millis(args.latency),
+        metrics: !args.no_metrics,
     };
     let gateway = Gateway::open(&sources, config)
         .await

@@ -59,6 +59,15 @@ impl NameCell {
     }
 }
 
+/// The root's facts for its xattrs (`user.distfs.root`, `.sequence`, `.publisher`).
+pub(crate) fn root_info(spec: &RootSpec, resolved: &Resolved) -> crate::dist::RootInfo {
+    crate::dist::RootInfo {
+        spec: spec.to_string(),
+        sequence: resolved.sequence,
+        publisher: resolved.publisher.clone(),
+    }
+}
+
 /// Logs the records a resolution refused.
 pub(crate) fn log_refused(spec: &RootSpec, resolved: &Resolved) {
     for (source, reason) in &resolved.refused {
@@ -143,6 +152,8 @@ impl Follow {
                 "root moved"
             );
         }
+        // Also when the CID stayed: the sequence may have moved.
+        self.view.set_root_info(root_info(&self.spec, &resolved));
         let state = NameState::from_resolved(&resolved);
         self.cell.set(|s| *s = state);
         Ok(RefreshOutcome {

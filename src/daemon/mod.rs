@@ -234,6 +234,7 @@ pub fn run(config: Config) -> Result<(), DaemonError> {
         view = view.with_holds(Arc::new(move || holds.hold()));
     }
     let view = Arc::new(view);
+    view.set_root_info(follow::root_info(&spec, &first));
     runtime
         .block_on(view.readdir(crate::dist::ROOT_INO))
         .map_err(|source| DaemonError::Root {
@@ -375,8 +376,7 @@ async fn wait_for_end(finished: &dyn Fn() -> bool) -> bool {
 /// effort).
 fn abort_connection(dev: u64) {
     let minor = libc::minor(dev);
-    let path = format!("/sys/fs/fuse/connections/{minor}/abort");
-    if let Err(e) = std::fs::write(&path, b"1") {
-        tracing::debug!("could not abort the FUSE connection via {path}: {e}");
+    if let Err(e) = crate::fs::probe::abort_connection(minor) {
+        tracing::debug!(minor, "could not abort the FUSE connection: {e}");
     }
 }

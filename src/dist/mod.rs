@@ -2,7 +2,8 @@
 //! `versions` file, `latest`, and per-version `dist.json` facts (which files are binaries);
 //! the inode table; [`DistView`], the filesystem answers `fs` relays to the kernel, including
 //! the atomic root swap ([`DistView::swap_root`]) when a name moves; and cold-start help for
-//! files run from the mount (prefetch lists, background fetch, traces).
+//! files run from the mount (prefetch lists, background fetch, traces); and the magic
+//! extended attributes (`xattr`).
 pub mod coldstart;
 pub mod inode;
 pub mod meta;
@@ -11,6 +12,8 @@ pub mod prefetch;
 pub mod trace;
 pub mod versions;
 pub mod view;
+pub mod xattr;
 
 pub use inode::{Inode, Kind, Level, ROOT_INO};
 pub use view::{DistView, Entry, Invalidation, ViewError};
+pub use xattr::RootInfo;

@@ -21,6 +21,7 @@ use super::coldstart::{ColdStart, ColdStartConfig};
 use super::inode::{Inode, Inodes, Kind, Level, VersionInfo, ROOT_INO};
 use super::open::{HoldMaker, OpenFiles};
 use super::trace::Tracer;
+use super::xattr::XattrState;
 use super::{meta, versions};
 use crate::store::quota::{Holding, InUse};
 use crate::store::BlockStore;
@@ -108,7 +109,7 @@ pub enum Invalidation {
 
 /// The view over one root.
 pub struct DistView {
-    store: Arc<dyn BlockStore>,
+    pub(super) store: Arc<dyn BlockStore>,
     inodes: Inodes,
     listings: Mutex<HashMap<u64, Listing>>,
     seq: Mutex<HashMap<u64, Seq>>,
@@ -117,6 +118,7 @@ pub struct DistView {
     deadline: Duration,
     cold: Arc<ColdStart>,
     open: OpenFiles,
+    pub(super) xattrs: Arc<XattrState>,
 }
 
 impl DistView {
@@ -139,6 +141,7 @@ impl DistView {
             deadline,
             cold,
             open: OpenFiles::default(),
+            xattrs: Arc::default(),
         }
     }
 
@@ -349,12 +352,14 @@ impl DistView {
             Some(guard) => {
                 let store = Holding::new(Arc::clone(&self.store), guard);
                 let read = walk::read_range_cached(&store, nodes, &node.cid, offset, len);
-                self.bounded(async { Ok(read.await?) }).await
+                let read = self.bounded(async { Ok(read.await?) });
+                self.xattrs.read(ino, read).await
             }
             None => {
                 let read =
                     walk::read_range_cached(self.store.as_ref(), nodes, &node.cid, offset, len);
-                self.bounded(async { Ok(read.await?) }).await
+                let read = self.bounded(async { Ok(read.await?) });
+                self.xattrs.read(ino, read).await
             }
         }
     }
@@ -380,7 +385,7 @@ impl DistView {
         self.inodes.len()
     }
 
-    async fn bounded<T>(
+    pub(super) async fn bounded<T>(
         &self,
         fut: impl std::future::Future<Output = Result<T, ViewError>>,
     ) -> Result<T, ViewError> {
@@ -643,16 +648,19 @@ impl DistView {
             return;
         };
         let (store, nodes) = (self.store.clone(), Arc::clone(&self.nodes));
-        let cid = node.cid;
+        let (cid, ino, xattrs) = (node.cid, node.ino, Arc::clone(&self.xattrs));
         handle.spawn(async move {
             let result = match held {
                 Some(guard) => {
                     let store = Holding::new(store, guard);
-                    walk::prefetch_range(&store, &nodes, &cid, start, READAHEAD_WINDOW).await
+                    let window =
+                        walk::prefetch_range(&store, &nodes, &cid, start, READAHEAD_WINDOW);
+                    xattrs.prefetch(ino, window).await
                 }
                 None => {
-                    walk::prefetch_range(store.as_ref(), &nodes, &cid, start, READAHEAD_WINDOW)
-                        .await
+                    let window =
+                        walk::prefetch_range(store.as_ref(), &nodes, &cid, start, READAHEAD_WINDOW);
+                    xattrs.prefetch(ino, window).await
                 }
             };
             if let Err(e) = result {

@@ -84,11 +84,14 @@ struct Inner {
     sources: Vec<Source>,
     config: FetcherConfig,
     permits: Semaphore,
-    flights: SingleFlight<Cid, Result<Block, FetchError>>,
+    flights: SingleFlight<Cid, Result<(Block, Arc<str>), FetchError>>,
 }
 
 struct Source {
     src: Arc<dyn BlockSource>,
+    /// `src.name()`, shared with every block this source delivers (see
+    /// [`Fetcher::get_with_source`]).
+    name: Arc<str>,
     /// Guarded by a `std::sync::Mutex`: each critical section reads or updates counters
     /// and never holds the lock across an `.await`.
     health: Mutex<Health>,
@@ -107,6 +110,7 @@ impl Fetcher {
         let sources = sources
             .into_iter()
             .map(|src| Source {
+                name: Arc::from(src.name()),
                 src,
                 health: Mutex::new(Health::new(now)),
             })
@@ -174,10 +178,17 @@ impl Fetcher {
     /// The verified block named by `cid`. Concurrent calls for one CID share one fetch
     /// (and its deadline, counted from the first caller). Identity CIDs are decoded
     /// inline; CIDs whose hash cannot be verified are refused without a request.
-    #[tracing::instrument(name = "fetch", skip_all, fields(cid = %cid))]
     pub async fn get(&self, cid: &Cid) -> Result<Block, FetchError> {
+        self.get_with_source(cid).await.map(|(block, _)| block)
+    }
+
+    /// [`Fetcher::get`], also naming the source that delivered the block (its
+    /// [`BlockSource::name`]; `identity` for an identity CID). Joiners of a fetch already in
+    /// flight get the same answer.
+    #[tracing::instrument(name = "fetch", skip_all, fields(cid = %cid))]
+    pub async fn get_with_source(&self, cid: &Cid) -> Result<(Block, Arc<str>), FetchError> {
         if let Some(b) = precheck(cid)? {
-            return Ok(b);
+            return Ok((b, Arc::from("identity")));
         }
         let (inner, cid) = (Arc::clone(&self.inner), *cid);
         let span = tracing::Span::current();
@@ -321,8 +332,8 @@ impl Inner {
     }
 
     /// Books an attempt's outcome into the source's health and the per-get state; the
-    /// block if it succeeded.
-    fn settle(&self, cid: Cid, outcome: Outcome, st: &mut GetState) -> Option<Block> {
+    /// block and its source's name if it succeeded.
+    fn settle(&self, cid: Cid, outcome: Outcome, st: &mut GetState) -> Option<(Block, Arc<str>)> {
         let Outcome {
             source: i,
             result,
@@ -333,7 +344,7 @@ impl Inner {
         let e = match result {
             Ok(block) => {
                 source.health().on_block(took, block.data().len());
-                return Some(block);
+                return Some((block, Arc::clone(&source.name)));
             }
             Err(e) => e,
         };
@@ -364,7 +375,7 @@ impl Inner {
         None
     }
 
-    async fn fetch(&self, cid: Cid) -> Result<Block, FetchError> {
+    async fn fetch(&self, cid: Cid) -> Result<(Block, Arc<str>), FetchError> {
         let mut st = GetState::default();
         let mut retries = 0u32;
         while st.attempts.len() < self.config.max_attempts {
@@ -382,8 +393,8 @@ impl Inner {
                 retries += 1;
             }
             for outcome in self.attempt_hedged(i, cid, &mut st).await {
-                if let Some(block) = self.settle(cid, outcome, &mut st) {
-                    return Ok(block);
+                if let Some(found) = self.settle(cid, outcome, &mut st) {
+                    return Ok(found);
                 }
             }
         }

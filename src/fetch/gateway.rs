@@ -91,6 +91,23 @@ impl GatewayClient {
         &self.base
     }
 
+    /// Asks the gateway for the empty identity block (`bafkqaaa`), which it can answer
+    /// without looking anything up: shows whether it answers as a trustless gateway, within
+    /// this client's timeout. Returns how long it took.
+    pub async fn probe(&self) -> Result<std::time::Duration, FetchError> {
+        let cid = Cid::new_v1(
+            crate::block::codec::RAW,
+            multihash::Multihash::wrap(crate::block::mh::IDENTITY, &[]).map_err(|e| {
+                FetchError::Client {
+                    reason: e.to_string(),
+                }
+            })?,
+        );
+        let start = std::time::Instant::now();
+        self.fetch(&cid, &self.block_url(&cid)).await?;
+        Ok(start.elapsed())
+    }
+
     /// The URL a block is requested from.
     pub fn block_url(&self, cid: &Cid) -> String {
         format!("{}/ipfs/{cid}?format=raw", self.base)

@@ -8,8 +8,11 @@
 //! directory is immutable (long entry/attr TTLs, `FOPEN_KEEP_CACHE`, `FOPEN_CACHE_DIR`); the
 //! root, project directories and `latest` get a short TTL. Every write-type request answers
 //! EROFS (the mount is also read-only, so the kernel refuses most before they reach us).
+//! Extended attributes are the view's (`dist::xattr`): which exist for a node, and their
+//! values, computed on the runtime like reads.
 
 pub mod mount;
+pub mod probe;
 
 use std::ffi::OsStr;
 use std::path::Path;
@@ -31,8 +34,6 @@ const TTL_IMMUTABLE: Duration = Duration::from_secs(24 * 3600);
 const TTL_MUTABLE: Duration = Duration::from_secs(1);
 /// `st_blksize`: large, so that tools size their buffers for streaming.
 const BLKSIZE: u32 = 1024 * 1024;
-/// The extended attribute that names a node's CID.
-pub const XATTR_CID: &str = "user.ipfs.cid";
 
 /// The filesystem handed to fuser.
 pub struct DistFs {
@@ -287,22 +288,32 @@ impl fuser::Filesystem for DistFs {
     }
 
     fn getxattr(&self, _req: &Request, ino: INodeNo, name: &OsStr, size: u32, reply: ReplyXattr) {
-        let node = match self.view.inode(ino.0) {
-            Ok(n) => n,
-            Err(e) => return reply.error(errno(&e)),
-        };
-        if name != XATTR_CID {
+        let Some(name) = name_of(name) else {
             return reply.error(Errno::NO_XATTR);
-        }
-        let value = node.cid.to_string();
-        xattr_reply(reply, size, value.as_bytes());
+        };
+        // `user.distfs.cached` walks the file's DAG through the store: off this thread.
+        let view = self.view.clone();
+        self.rt.spawn(async move {
+            match view.xattr(ino.0, &name).await {
+                Ok(Some(value)) => xattr_reply(reply, size, &value),
+                Ok(None) => reply.error(Errno::NO_XATTR),
+                Err(e) => reply.error(log_err("getxattr", &e)),
+            }
+        });
     }
 
     fn listxattr(&self, _req: &Request, ino: INodeNo, size: u32, reply: ReplyXattr) {
-        if let Err(e) = self.view.inode(ino.0) {
-            return reply.error(errno(&e));
+        match self.view.xattr_names(ino.0) {
+            Ok(names) => {
+                let list: Vec<u8> = names
+                    .iter()
+                    .flat_map(|n| n.as_bytes().iter().chain(b"\0"))
+                    .copied()
+                    .collect();
+                xattr_reply(reply, size, &list);
+            }
+            Err(e) => reply.error(errno(&e)),
         }
-        xattr_reply(reply, size, format!("{XATTR_CID}\0").as_bytes());
     }
 
     fn access(&self, _req: &Request, ino: INodeNo, mask: AccessFlags, reply: ReplyEmpty) {
@@ -450,6 +461,7 @@ impl fuser::Filesystem for DistFs {
     }
 }
 
+/// xattr(7) replies: a size probe (`size` 0) gets the length, a buffer too small ERANGE.
 fn xattr_reply(reply: ReplyXattr, size: u32, value: &[u8]) {
     let len = value.len() as u32;
     if size == 0 {

@@ -146,7 +146,9 @@ pub fn mount(fs: DistFs, cfg: &MountConfig) -> Result<fuser::BackgroundSession, 
     config.mount_options = vec![
         MountOption::RO,
         MountOption::FSName("distfs".into()),
-        MountOption::Subtype("distfs".into()),
+        // Passed to the kernel (fuser's `Subtype` reaches only fusermount3): the mount table
+        // then shows type `fuse.distfs`, which `distfs doctor` looks for (`fs::probe`).
+        MountOption::CUSTOM("subtype=distfs".into()),
         MountOption::NoDev,
         MountOption::NoSuid,
         MountOption::NoAtime,

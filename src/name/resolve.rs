@@ -176,6 +176,8 @@ pub struct Resolved {
     pub ttl: Duration,
     /// The sequence of the last IPNS record on the way, if any.
     pub sequence: Option<u64>,
+    /// The IPNS name (key) that signed that record, if any.
+    pub publisher: Option<String>,
     /// Where the final answer came from (a source, `state` for the remembered record,
     /// `dns`, or `fixed`).
     pub source: String,
@@ -232,6 +234,7 @@ impl Resolver {
         let mut current = spec.clone();
         let mut ttl = self.config.max_ttl;
         let mut sequence = None;
+        let mut publisher = None;
         let mut source = String::from("fixed");
         let mut refused = Vec::new();
         for _ in 0..=MAX_DEPTH {
@@ -241,6 +244,7 @@ impl Resolver {
                         cid: *cid,
                         ttl: self.clamp(ttl),
                         sequence,
+                        publisher,
                         source,
                         refused,
                     })
@@ -250,6 +254,7 @@ impl Resolver {
                     refused.append(&mut why);
                     ttl = ttl.min(rec.ttl);
                     sequence = Some(rec.sequence);
+                    publisher = Some(name.to_string());
                     source = from;
                     (rec.value, name.to_string())
                 }

@@ -21,8 +21,10 @@ use tokio::sync::{mpsc, oneshot};
 use tracing::Instrument;
 
 use super::error::ServeError;
+use super::metrics::Metrics;
 use super::raw::IMMUTABLE;
 use super::request::{CarParams, ContentPath, DagScope};
+use super::stats::RouteKind;
 use super::{not_modified, set, Gateway};
 use crate::car::{encode_header, encode_section};
 use crate::store::BlockStore;
@@ -101,8 +103,10 @@ pub async fn serve_car(
         }),
         dups: params.dups,
     };
+    let metrics = Arc::clone(gw.metrics());
     tokio::spawn(
-        stream_car(store, root, segments, opts, ready_tx, tx).instrument(tracing::Span::current()),
+        stream_car(store, root, segments, opts, ready_tx, (tx, metrics))
+            .instrument(tracing::Span::current()),
     );
     // The task resolves the path first: a failure there is still a clean error status.
     match ready_rx.await {
@@ -165,15 +169,16 @@ fn walk_error(path: &ContentPath, e: walk::WalkError) -> ServeError {
     ServeError::Walk(Box::new(e))
 }
 
-/// The walking task: resolves, reports readiness, then streams header and sections. A walk
-/// error after the start is sent as the stream's last item, which aborts the response.
+/// The walking task: resolves, reports readiness, then streams header and sections (each
+/// counted in `metrics` once handed to the body). A walk error after the start is sent as the
+/// stream's last item, which aborts the response.
 async fn stream_car(
     store: Arc<dyn BlockStore>,
     root: Cid,
     segments: Vec<String>,
     opts: CarOptions,
     ready: oneshot::Sender<Result<(), ServeError>>,
-    tx: mpsc::Sender<Chunk>,
+    (tx, metrics): (mpsc::Sender<Chunk>, Arc<Metrics>),
 ) {
     let segs: Vec<&str> = segments.iter().map(String::as_str).collect();
     let mut walker = CarWalker::new(store.as_ref(), root, &segs, opts);
@@ -206,6 +211,7 @@ async fn stream_car(
                 {
                     return; // the client went away
                 }
+                metrics.block_sent(RouteKind::Car);
             }
             Ok(None) => return,
             Err(e) => {

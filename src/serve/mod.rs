@@ -3,11 +3,13 @@
 //!
 //! Routes: `GET|HEAD /ipfs/{cid}[/path]` (raw or CAR, chosen by `?format=` or `Accept`),
 //! `GET|HEAD /ipns/{name}` (record), `GET|HEAD|PUT /routing/v1/ipns/{name}` (record),
-//! `GET /debug/stats` (request counters as JSON, for tests and operators), and
+//! `GET /debug/stats` (request counters as JSON, for tests and operators), `GET /metrics`
+//! (Prometheus metrics, unless turned off), and
 //! `POST /api/v1/car` (authenticated block upload, off unless a token is configured).
 //!
 //! Parts: [`request`] parses (pure), [`raw`] and [`car`] answer `/ipfs/`, [`ipns`] holds and
 //! answers records, [`upload`] takes CAR uploads, [`sources`] builds the block sources, [`stats`] counts and logs,
+//! [`metrics`] keeps the Prometheus metrics,
 //! [`error`] is the one status table. Every request runs under a concurrency limit whose
 //! permit is held until its body has been sent.
 
@@ -29,6 +31,7 @@ use crate::store::BlockStore;
 pub mod car;
 pub mod error;
 pub mod ipns;
+pub mod metrics;
 pub mod raw;
 pub mod request;
 pub mod sources;
@@ -56,6 +59,8 @@ pub struct GatewayConfig {
     /// Added delay before each response starts (for benchmarks that model a distant
     /// gateway; zero in production).
     pub latency: Duration,
+    /// Serve `GET /metrics` (the counters are kept either way).
+    pub metrics: bool,
 }
 
 impl Default for GatewayConfig {
@@ -65,6 +70,7 @@ impl Default for GatewayConfig {
             queue_timeout: Duration::from_secs(10),
             log_requests: false,
             latency: Duration::ZERO,
+            metrics: true,
         }
     }
 }
@@ -91,6 +97,7 @@ pub struct Gateway {
     store: Arc<dyn BlockStore>,
     records: IpnsRecords,
     stats: stats::Stats,
+    metrics: Arc<metrics::Metrics>,
     permits: Arc<Semaphore>,
     config: GatewayConfig,
     uploads: Option<Uploads>,
@@ -103,6 +110,7 @@ impl Gateway {
             store,
             records: IpnsRecords::new(),
             stats: stats::Stats::default(),
+            metrics: Arc::default(),
             permits: Arc::new(Semaphore::new(config.max_concurrent)),
             config,
             uploads: None,
@@ -180,6 +188,11 @@ impl Gateway {
         snap
     }
 
+    /// The Prometheus metrics.
+    pub fn metrics(&self) -> &Arc<metrics::Metrics> {
+        &self.metrics
+    }
+
     /// The configured added latency.
     pub(crate) fn latency(&self) -> Duration {
         self.config.latency
@@ -203,7 +216,13 @@ impl Gateway {
 
 /// The gateway's routes, with the request-tracking middleware around all of them.
 pub fn router(state: Arc<Gateway>) -> Router {
-    Router::new()
+    let routes = Router::new();
+    let routes = if state.config.metrics {
+        routes.route("/metrics", get(metrics_handler))
+    } else {
+        routes
+    };
+    routes
         .route("/ipfs/{*rest}", get(ipfs_handler))
         .route("/ipns/{*rest}", get(ipns::gateway_handler))
         .route(
@@ -295,6 +314,16 @@ async fn stats_handler(State(gw): State<Arc<Gateway>>) -> Response {
     axum::Json(gw.stats()).into_response()
 }
 
+async fn metrics_handler(State(gw): State<Arc<Gateway>>) -> Response {
+    let mut resp = gw.metrics.encode().into_response();
+    set(
+        resp.headers_mut(),
+        header::CONTENT_TYPE,
+        metrics::CONTENT_TYPE,
+    );
+    resp
+}
+
 async fn fallback(req: Request) -> Response {
     ServeError::BadRequest {
         what: format!(
@@ -371,6 +400,7 @@ mod tests {
             queue_timeout: Duration::from_millis(50),
             log_requests: false,
             latency: Duration::ZERO,
+            metrics: true,
         })
         .await;
         let url = format!("{base}/ipfs/bafkqaaa?format=raw");

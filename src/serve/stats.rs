@@ -1,7 +1,7 @@
 //! Request accounting: counters per route kind and per root CID served ([`Stats`]), and the
 //! middleware ([`track`]) that wraps every request in a `tracing` span (method, path, status,
-//! bytes), holds a concurrency permit until the body is fully sent, and optionally prints one
-//! line per request to stderr (`--log-requests`).
+//! bytes), holds a concurrency permit until the body is fully sent, feeds the Prometheus
+//! metrics (`metrics`), and optionally prints one line per request to stderr (`--log-requests`).
 
 use std::collections::{BTreeMap, HashMap};
 use std::pin::Pin;
@@ -118,6 +118,7 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 
 /// The per-request middleware: concurrency limit, span, counters, optional log line.
 pub async fn track(State(gw): State<Arc<Gateway>>, req: Request, next: Next) -> Response {
+    let arrived = Instant::now();
     let method = req.method().clone();
     let path = req
         .uri()
@@ -138,7 +139,7 @@ pub async fn track(State(gw): State<Arc<Gateway>>, req: Request, next: Next) -> 
                 kind: RouteKind::Other,
                 cid: None,
             });
-            return finish(gw, span, method.to_string(), path, resp, None);
+            return finish(gw, span, (method, arrived), path, resp, None);
         }
     };
     let latency = gw.latency();
@@ -146,13 +147,13 @@ pub async fn track(State(gw): State<Arc<Gateway>>, req: Request, next: Next) -> 
         tokio::time::sleep(latency).await;
     }
     let resp = next.run(req).instrument(span.clone()).await;
-    finish(gw, span, method.to_string(), path, resp, permit)
+    finish(gw, span, (method, arrived), path, resp, permit)
 }
 
 fn finish(
     gw: Arc<Gateway>,
     span: tracing::Span,
-    method: String,
+    (method, arrived): (axum::http::Method, Instant),
     path: String,
     resp: Response,
     permit: Option<OwnedSemaphorePermit>,
@@ -169,8 +170,12 @@ fn finish(
         });
     gw.stats
         .record(served, status.is_success() || status.is_redirection());
+    gw.metrics
+        .response(served.kind, &method, status, arrived.elapsed());
     let done = Done {
         span,
+        kind: served.kind,
+        metrics: Arc::clone(&gw.metrics),
         log: gw
             .config
             .log_requests
@@ -190,6 +195,8 @@ fn finish(
 
 struct Done {
     span: tracing::Span,
+    kind: RouteKind,
+    metrics: Arc<super::metrics::Metrics>,
     log: Option<String>,
     started: Instant,
     _permit: Option<OwnedSemaphorePermit>,
@@ -239,6 +246,7 @@ impl Drop for Tracked {
     fn drop(&mut self) {
         let d = &self.done;
         d.span.record("bytes", self.bytes);
+        d.metrics.bytes_sent(d.kind, self.bytes);
         let _enter = d.span.enter();
         tracing::info!(
             bytes = self.bytes,

@@ -140,6 +140,9 @@ impl MemTier {
     }
 }
 
+/// A filled miss: the block and, when it was fetched, the name of the source that sent it.
+type Filled = (Block, Option<Arc<str>>);
+
 /// Disk writes of fetched blocks that may be pending at once (each holds its block in memory).
 pub const MAX_PENDING_WRITES: usize = 64;
 
@@ -151,7 +154,7 @@ struct Inner {
     quota: Arc<Quota>,
     fetcher: Fetcher,
     offline: AtomicBool,
-    flights: SingleFlight<Cid, Result<Block, CacheError>>,
+    flights: SingleFlight<Cid, Result<Filled, CacheError>>,
     hits: AtomicU64,
     misses: AtomicU64,
     fetches: AtomicU64,
@@ -285,7 +288,8 @@ impl CacheStore {
             return Err(CacheError::Offline { cid: *cid });
         }
         let (inner, cid) = (Arc::clone(&self.inner), *cid);
-        self.inner
+        let (block, source) = self
+            .inner
             .flights
             .run(cid, move || async move { inner.fill(cid).await })
             .await
@@ -294,7 +298,11 @@ impl CacheStore {
                     cid,
                     reason: lost.reason,
                 }))
-            })
+            })?;
+        if let Some(source) = &source {
+            super::origin::note(source);
+        }
+        Ok(block)
     }
 }
 
@@ -334,22 +342,23 @@ impl Inner {
     }
 
     /// The single-flight body: look again (an earlier flight may have just fetched it),
-    /// fetch, store. A failed disk write is logged and the verified block still returned.
-    async fn fill(&self, cid: Cid) -> Result<Block, CacheError> {
+    /// fetch, store. A failed disk write is logged and the verified block still returned
+    /// with the name of the source that sent it.
+    async fn fill(&self, cid: Cid) -> Result<Filled, CacheError> {
         // A flight that ended just before this one started put its block in memory first.
         if let Some(b) = self.mem_get(&cid) {
-            return Ok(b);
+            return Ok((b, None));
         }
         if self.offline.load(Ordering::Relaxed) {
             return Err(CacheError::Offline { cid });
         }
-        let block = self.fetcher.get(&cid).await?;
+        let (block, source) = self.fetcher.get_with_source(&cid).await?;
         self.fetches.fetch_add(1, Ordering::Relaxed);
         self.fetched_bytes
             .fetch_add(block.data().len() as u64, Ordering::Relaxed);
         self.mem_insert(&block);
         self.write_behind(block.clone()).await;
-        Ok(block)
+        Ok((block, Some(source)))
     }
 
     /// Writes `block` to disk in the background; waits only when [`MAX_PENDING_WRITES`]
@@ -447,6 +456,26 @@ impl BlockStore for CacheStore {
             return Ok(true);
         }
         self.inner.disk.has(cid).await
+    }
+
+    /// The block from memory or disk (never fetches).
+    async fn get_held(&self, cid: &Cid) -> Result<Option<Block>, StoreError> {
+        if let Some(b) = self.inner.mem_get(cid) {
+            return Ok(Some(b));
+        }
+        match self.inner.read_disk(cid).await {
+            Ok(found) => Ok(found),
+            Err(CacheError::Store(e)) => {
+                Err(Arc::try_unwrap(e).unwrap_or_else(|shared| StoreError::Io {
+                    path: self.inner.disk.path_of(cid),
+                    source: io::Error::other(shared.to_string()),
+                }))
+            }
+            Err(e) => Err(StoreError::Io {
+                path: self.inner.disk.path_of(cid),
+                source: io::Error::other(e),
+            }),
+        }
     }
 }
 

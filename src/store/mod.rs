@@ -1,6 +1,7 @@
 //! Block storage: the [`BlockStore`] trait every layer reads and writes blocks through, an
 //! in-memory store for tests and tools, the on-disk store (`disk`), the caching store
-//! (`cache`) and its quota (`quota`, `index`), pins (`pins`) and one-process lock (`lock`).
+//! (`cache`) and its quota (`quota`, `index`), pins (`pins`), one-process lock (`lock`) and
+//! the note of which source served a read (`origin`).
 //!
 //! Every block that enters a store is a [`Block`], so it has been verified or produced by
 //! hashing; stores never accept raw bytes. The on-disk store re-verifies on read-back.
@@ -17,6 +18,7 @@ pub mod cache;
 pub mod disk;
 pub mod index;
 pub mod lock;
+pub mod origin;
 pub mod pins;
 pub mod quota;
 
@@ -45,6 +47,15 @@ pub trait BlockStore: Send + Sync {
     async fn put(&self, block: Block) -> Result<(), StoreError>;
     /// Whether the block is held.
     async fn has(&self, cid: &Cid) -> Result<bool, StoreError>;
+    /// The block if it is held here, never fetching it (a store that fetches on `get`
+    /// overrides this; the default asks `has` first).
+    async fn get_held(&self, cid: &Cid) -> Result<Option<Block>, StoreError> {
+        if self.has(cid).await? {
+            self.get(cid).await
+        } else {
+            Ok(None)
+        }
+    }
 }
 
 /// A store in memory, keyed by multihash. The mutex guards only map operations (no `.await`
@@ -104,6 +115,10 @@ impl<T: BlockStore + ?Sized> BlockStore for std::sync::Arc<T> {
 
     async fn has(&self, cid: &Cid) -> Result<bool, StoreError> {
         (**self).has(cid).await
+    }
+
+    async fn get_held(&self, cid: &Cid) -> Result<Option<Block>, StoreError> {
+        (**self).get_held(cid).await
     }
 }
 
