@@ -15,10 +15,11 @@ mod harness;
 
 use std::path::Path;
 use std::process::{Command, Output, Stdio};
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 
-use distfs::name::{self, Keypair};
-use harness::{is_mounted, run_ok, Mount, MountOpts, Serve};
+use distfs::name::Keypair;
+use harness::{is_mounted, Mount, MountOpts, Serve};
+use support::ipns::{put_record, record};
 use support::{distfs_add, distfs_bin, tempdir, write_det};
 
 /// Runs `distfs doctor ARGS` with stdin closed (no prompt), bounded by the probe timeouts.
@@ -184,34 +185,8 @@ fn doctor_checks_gateways_and_names() {
     };
     let key = Keypair::generate();
     let k = key.name().to_string();
-    let rec = name::create(
-        &key,
-        &format!("/ipfs/{root}"),
-        3,
-        SystemTime::now() + Duration::from_secs(86_400),
-        Duration::from_secs(60),
-    )
-    .unwrap();
-    let rec_file = tmp.path().join("rec");
-    std::fs::write(&rec_file, &rec).unwrap();
-    let code = run_ok(
-        "curl",
-        &[
-            "-s",
-            "-o",
-            "/dev/null",
-            "-w",
-            "%{http_code}",
-            "-X",
-            "PUT",
-            "-H",
-            "content-type: application/vnd.ipfs.ipns-record",
-            "--data-binary",
-            &format!("@{}", rec_file.display()),
-            &format!("{}/routing/v1/ipns/{k}", serve.url),
-        ],
-    );
-    assert_eq!(code, b"200");
+    let rec = record(&key, &root, 3, Duration::from_secs(60));
+    assert_eq!(put_record(&serve.url, &k, &rec, tmp.path()), "200");
     let nowhere = tmp.path().join("no-mount");
     let spec = format!("/ipns/{k}");
     let (ok, out) = doctor(&[

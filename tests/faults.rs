@@ -27,6 +27,7 @@ use harness::{is_mounted, poll, Mount, MountOpts, Serve};
 use proxy::{Fault, FaultyProxy};
 use sha2::{Digest, Sha256};
 use support::cache::bad_blocks;
+use support::ipns::{put_record, record_until};
 use support::{det_bytes, distfs_add, tempdir, write_bytes};
 
 /// `--read-timeout` of every mount here (seconds).
@@ -415,42 +416,8 @@ fn ls(dir: &Path) -> Vec<String> {
     names
 }
 
-/// A signed record for `/ipfs/{cid}` valid until `eol`, TTL 1 s.
-fn record(key: &distfs::name::Keypair, cid: &str, seq: u64, eol: SystemTime) -> Vec<u8> {
-    distfs::name::create(
-        key,
-        &format!("/ipfs/{cid}"),
-        seq,
-        eol,
-        Duration::from_secs(1),
-    )
-    .unwrap()
-    .to_vec()
-}
-
-/// PUTs `bytes` as the record for `name` to the serve with curl; the HTTP status.
-fn put_record(serve: &Serve, name: &str, bytes: &[u8], dir: &Path) -> String {
-    let file = dir.join("put.rec");
-    std::fs::write(&file, bytes).unwrap();
-    let out = harness::run_ok(
-        "curl",
-        &[
-            "-s",
-            "-o",
-            "/dev/null",
-            "-w",
-            "%{http_code}",
-            "-X",
-            "PUT",
-            "-H",
-            "content-type: application/vnd.ipfs.ipns-record",
-            "--data-binary",
-            &format!("@{}", file.display()),
-            &format!("{}/routing/v1/ipns/{name}", serve.url),
-        ],
-    );
-    String::from_utf8(out).unwrap()
-}
+/// The TTL of the records the IPNS tests publish.
+const RECORD_TTL: Duration = Duration::from_secs(1);
 
 /// Counts lines of the mount's log containing `needle`.
 fn log_count(m: &Mount, needle: &str) -> usize {
@@ -479,12 +446,17 @@ fn ipns_records_stale_forged_expired_or_rolled_back_never_move_the_root() {
     }
     // The honest gateway holds sequence 2 (version 2.0).
     assert_eq!(
-        put_record(&serve, &k, &record(&key, &cids[1], 2, fresh()), tmp.path()),
+        put_record(
+            &serve.url,
+            &k,
+            &record_until(&key, &cids[1], 2, fresh(), RECORD_TTL),
+            tmp.path()
+        ),
         "200"
     );
 
     // Stale: the proxy lags behind with sequence 1 (version 1.0); the higher one wins.
-    proxy.plant_record(Some(record(&key, &cids[0], 1, fresh())));
+    proxy.plant_record(Some(record_until(&key, &cids[0], 1, fresh(), RECORD_TTL)));
     let root = format!("/ipns/{k}");
     let cache = tmp.path().join("cache");
     let opts = MountOpts {
@@ -560,7 +532,7 @@ fn ipns_records_stale_forged_expired_or_rolled_back_never_move_the_root() {
     planted(
         &m,
         "forged",
-        record(&forger, &cids[2], 99, fresh()),
+        record_until(&forger, &cids[2], 99, fresh(), RECORD_TTL),
         "bad-signature",
     );
     assert_eq!(
@@ -573,7 +545,7 @@ fn ipns_records_stale_forged_expired_or_rolled_back_never_move_the_root() {
     planted(
         &m,
         "expired",
-        record(&key, &cids[2], 50, SystemTime::now() - day),
+        record_until(&key, &cids[2], 50, SystemTime::now() - day, RECORD_TTL),
         "expired",
     );
     assert_eq!(
@@ -583,7 +555,7 @@ fn ipns_records_stale_forged_expired_or_rolled_back_never_move_the_root() {
     );
 
     // A newer record (sequence 3) is followed...
-    proxy.plant_record(Some(record(&key, &cids[2], 3, fresh())));
+    proxy.plant_record(Some(record_until(&key, &cids[2], 3, fresh(), RECORD_TTL)));
     poll("the root to move to 3.0", Duration::from_secs(30), || {
         (ls(&app) == ["3.0", "latest"]).then_some(())
     });
@@ -591,7 +563,7 @@ fn ipns_records_stale_forged_expired_or_rolled_back_never_move_the_root() {
     planted(
         &m,
         "rolled-back",
-        record(&key, &cids[0], 1, fresh()),
+        record_until(&key, &cids[0], 1, fresh(), RECORD_TTL),
         "below the 3 already seen",
     );
     assert_eq!(
@@ -632,7 +604,12 @@ fn ipns_record_answers_spoiled_in_transit_never_move_the_root_or_stall_reads() {
         cids.push(distfs_add(&dir, &["--cid-version", "1", "--store", &store_s]).unwrap());
     }
     let put = |seq: u64, cid: &str| {
-        let status = put_record(&serve, &k, &record(&key, cid, seq, fresh()), tmp.path());
+        let status = put_record(
+            &serve.url,
+            &k,
+            &record_until(&key, cid, seq, fresh(), RECORD_TTL),
+            tmp.path(),
+        );
         assert_eq!(status, "200");
     };
     put(1, &cids[0]);

@@ -17,46 +17,16 @@ mod harness;
 use std::io::Read;
 use std::path::Path;
 use std::process::{Command, Stdio};
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 
-use distfs::name::{self, Keypair};
+use distfs::name::Keypair;
 use harness::{poll, run_ok, Mount, MountOpts, Serve};
 use sha2::{Digest, Sha256};
+use support::ipns::{put_record, record};
 use support::{det_bytes, distfs_add, tempdir, write_det};
 
 const FILE_LEN: usize = 3 * 1024 * 1024 + 123;
 const TTL: Duration = Duration::from_secs(1);
-
-fn record(key: &Keypair, cid: &str, seq: u64) -> Vec<u8> {
-    let eol = SystemTime::now() + Duration::from_secs(86_400);
-    name::create(key, &format!("/ipfs/{cid}"), seq, eol, TTL)
-        .unwrap()
-        .to_vec()
-}
-
-/// PUTs a record to the serve with curl; returns the HTTP status.
-fn put(serve: &Serve, name: &str, bytes: &[u8], dir: &Path) -> String {
-    let file = dir.join(format!("put-{}.rec", bytes.len()));
-    std::fs::write(&file, bytes).unwrap();
-    let out = run_ok(
-        "curl",
-        &[
-            "-s",
-            "-o",
-            "/dev/null",
-            "-w",
-            "%{http_code}",
-            "-X",
-            "PUT",
-            "-H",
-            "content-type: application/vnd.ipfs.ipns-record",
-            "--data-binary",
-            &format!("@{}", file.display()),
-            &format!("{}/routing/v1/ipns/{name}", serve.url),
-        ],
-    );
-    String::from_utf8(out).unwrap()
-}
 
 fn ls(dir: &Path) -> Vec<String> {
     let mut names: Vec<String> = std::fs::read_dir(dir)
@@ -94,7 +64,10 @@ fn mount_follows_a_name_keeps_open_files_and_refuses_bad_records() {
     let v1 = tmp.path().join("v1");
     write_det(&v1.join("app/1.0.0/app.bin"), "name-v1", FILE_LEN);
     let cid1 = distfs_add(&v1, &["--cid-version", "1", "--store", &store_s]).unwrap();
-    assert_eq!(put(&serve, &k, &record(&key, &cid1, 1), tmp.path()), "200");
+    assert_eq!(
+        put_record(&serve.url, &k, &record(&key, &cid1, 1, TTL), tmp.path()),
+        "200"
+    );
 
     let root = format!("/ipns/{k}");
     let opts = MountOpts {
@@ -128,7 +101,10 @@ fn mount_follows_a_name_keeps_open_files_and_refuses_bad_records() {
     let v2 = tmp.path().join("v2");
     write_det(&v2.join("app/2.0.0/app.bin"), "name-v2", FILE_LEN);
     let cid2 = distfs_add(&v2, &["--cid-version", "1", "--store", &store_s]).unwrap();
-    assert_eq!(put(&serve, &k, &record(&key, &cid2, 2), tmp.path()), "200");
+    assert_eq!(
+        put_record(&serve.url, &k, &record(&key, &cid2, 2, TTL), tmp.path()),
+        "200"
+    );
     poll(
         "the mount to show version 2.0.0",
         Duration::from_secs(30),
@@ -155,13 +131,13 @@ fn mount_follows_a_name_keeps_open_files_and_refuses_bad_records() {
     // Bad records planted past the serve's checks: refused, root kept.
     let planted = store.join("ipns").join(format!("{k}.ipns-record"));
     let forger = Keypair::generate();
-    std::fs::write(&planted, record(&forger, &cid1, 99)).unwrap();
+    std::fs::write(&planted, record(&forger, &cid1, 99, TTL)).unwrap();
     poll(
         "the mount to refuse the forged record",
         Duration::from_secs(30),
         || mnt.log_text().contains("bad-signature").then_some(()),
     );
-    std::fs::write(&planted, record(&key, &cid1, 1)).unwrap();
+    std::fs::write(&planted, record(&key, &cid1, 1, TTL)).unwrap();
     poll(
         "the mount to refuse the lower sequence",
         Duration::from_secs(30),
@@ -198,7 +174,10 @@ fn distfs_refresh_makes_the_mount_re_resolve_before_its_ttl() {
     let v1 = tmp.path().join("v1");
     write_det(&v1.join("app/1.0.0/app.bin"), "refresh-v1", 1000);
     let cid1 = distfs_add(&v1, &["--cid-version", "1", "--store", &store_s]).unwrap();
-    assert_eq!(put(&serve, &k, &record(&key, &cid1, 1), tmp.path()), "200");
+    assert_eq!(
+        put_record(&serve.url, &k, &record(&key, &cid1, 1, TTL), tmp.path()),
+        "200"
+    );
 
     // Nobody mounts this cache dir yet: refresh says so and fails.
     let cache_s = cache.display().to_string();
@@ -223,7 +202,10 @@ fn distfs_refresh_makes_the_mount_re_resolve_before_its_ttl() {
     let v2 = tmp.path().join("v2");
     write_det(&v2.join("app/2.0.0/app.bin"), "refresh-v2", 1000);
     let cid2 = distfs_add(&v2, &["--cid-version", "1", "--store", &store_s]).unwrap();
-    assert_eq!(put(&serve, &k, &record(&key, &cid2, 2), tmp.path()), "200");
+    assert_eq!(
+        put_record(&serve.url, &k, &record(&key, &cid2, 2, TTL), tmp.path()),
+        "200"
+    );
     assert_eq!(
         ls(&mnt.path("app")),
         ["1.0.0", "latest"],

@@ -20,10 +20,11 @@ mod harness;
 use std::collections::BTreeMap;
 use std::ffi::CString;
 use std::path::Path;
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 
-use distfs::name::{self, Keypair};
+use distfs::name::Keypair;
 use harness::{poll, run_ok, Mount, MountOpts, Serve};
+use support::ipns::{put_record, record};
 use support::{distfs_add, tempdir, write_det};
 
 /// Spans 13 chunks of 256 KiB, so that a 100 kB `head` cannot fetch it all.
@@ -185,43 +186,6 @@ fn file_xattrs_follow_the_cache_and_the_source() {
     assert_eq!(xattrs(&file)["user.distfs.source"], "cache");
 }
 
-fn record(key: &Keypair, cid: &str, seq: u64) -> Vec<u8> {
-    let eol = SystemTime::now() + Duration::from_secs(86_400);
-    name::create(
-        key,
-        &format!("/ipfs/{cid}"),
-        seq,
-        eol,
-        Duration::from_secs(1),
-    )
-    .unwrap()
-    .to_vec()
-}
-
-/// PUTs a record to the serve with curl; returns the HTTP status.
-fn put(serve: &Serve, name: &str, bytes: &[u8], dir: &Path) -> String {
-    let file = dir.join(format!("put-{}.rec", bytes.len()));
-    std::fs::write(&file, bytes).unwrap();
-    let out = run_ok(
-        "curl",
-        &[
-            "-s",
-            "-o",
-            "/dev/null",
-            "-w",
-            "%{http_code}",
-            "-X",
-            "PUT",
-            "-H",
-            "content-type: application/vnd.ipfs.ipns-record",
-            "--data-binary",
-            &format!("@{}", file.display()),
-            &format!("{}/routing/v1/ipns/{name}", serve.url),
-        ],
-    );
-    String::from_utf8(out).unwrap()
-}
-
 #[test]
 fn root_xattrs_name_the_record_and_move_with_it() {
     let tmp = tempdir();
@@ -233,7 +197,15 @@ fn root_xattrs_name_the_record_and_move_with_it() {
     let v1 = tmp.path().join("v1");
     write_det(&v1.join("app/1.0.0/a.bin"), "root-v1", 1000);
     let cid1 = distfs_add(&v1, &["--cid-version", "1", "--store", &store_s]).unwrap();
-    assert_eq!(put(&serve, &k, &record(&key, &cid1, 5), tmp.path()), "200");
+    assert_eq!(
+        put_record(
+            &serve.url,
+            &k,
+            &record(&key, &cid1, 5, Duration::from_secs(1)),
+            tmp.path()
+        ),
+        "200"
+    );
 
     let spec = format!("/ipns/{k}");
     let opts = MountOpts {
@@ -262,7 +234,15 @@ fn root_xattrs_name_the_record_and_move_with_it() {
     let v2 = tmp.path().join("v2");
     write_det(&v2.join("app/2.0.0/a.bin"), "root-v2", 1000);
     let cid2 = distfs_add(&v2, &["--cid-version", "1", "--store", &store_s]).unwrap();
-    assert_eq!(put(&serve, &k, &record(&key, &cid2, 7), tmp.path()), "200");
+    assert_eq!(
+        put_record(
+            &serve.url,
+            &k,
+            &record(&key, &cid2, 7, Duration::from_secs(1)),
+            tmp.path()
+        ),
+        "200"
+    );
     let moved = poll(
         "the root xattrs to show sequence 7",
         Duration::from_secs(30),

@@ -8,6 +8,7 @@
 
 pub mod cache;
 pub mod corpus;
+pub mod ipns;
 
 use std::collections::HashMap;
 use std::io::Write;
