@@ -263,6 +263,9 @@ impl RawConfig {
                 "give MOUNTPOINT on the command line or `mountpoint` in the config file",
             )
         })?;
+        // Absolute, so the lock, the status and pin paths name them the same from anywhere.
+        let mountpoint = std::path::absolute(&mountpoint)
+            .map_err(|e| invalid("mountpoint", format!("{}: {e}", mountpoint.display())))?;
         let root = match self.root.clone() {
             Some(r) => r,
             None => DEFAULT_ROOT
@@ -318,6 +321,8 @@ impl RawConfig {
             return Err(invalid("cache-size", "must be more than 0 bytes"));
         }
         let cache_dir = self.cache_dir_or_default();
+        let cache_dir = std::path::absolute(&cache_dir)
+            .map_err(|e| invalid("cache-dir", format!("{}: {e}", cache_dir.display())))?;
         Ok(Config {
             mountpoint,
             root,
