@@ -36,7 +36,8 @@ ensure_rust() {
 
 ensure_base() {
     ensure_apt build-essential pkg-config curl jq bc python3 python3-venv \
-        fuse3 squashfs-tools squashfuse attr dnsmasq-base
+        fuse3 squashfs-tools squashfuse attr dnsmasq-base \
+        man-db groff-base bsdextrautils systemd util-linux mount
     # Node may come from another packaging (with npm bundled): install Debian's only if absent.
     command -v node >/dev/null 2>&1 || ensure_apt nodejs
     command -v npm >/dev/null 2>&1 || ensure_apt npm

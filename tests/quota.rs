@@ -197,6 +197,69 @@ fn reading_three_times_the_quota_stays_within_one_fetch_batch() {
     assert!(blocks > 0 && dir_bytes(&cache) <= QUOTA, "{blocks} blocks");
 }
 
+/// The block file names of `file` imported alone with `distfs add`'s defaults (the options
+/// the fixture distribution was imported with): the blocks a read of it brings into a cache.
+fn blocks_of(file: &Path, scratch: &Path) -> Vec<String> {
+    distfs_add(file, &["--store", scratch.to_str().unwrap()]).expect("distfs add");
+    let names: Vec<String> = block_files(scratch).into_iter().map(|(_, n)| n).collect();
+    assert!(names.len() > 1, "{} imported as {names:?}", file.display());
+    names
+}
+
+#[test]
+fn an_open_file_keeps_its_blocks_through_eviction_until_it_is_closed() {
+    const QUOTA: u64 = 16 * MIB;
+    let d = Dist::new(&[
+        ("proj/1.0/held.bin", 6 * MIB as usize),
+        ("proj/1.0/x.bin", QUOTA as usize),
+        ("proj/1.0/y.bin", QUOTA as usize),
+        ("proj/1.0/z.bin", QUOTA as usize),
+    ]);
+    let held_blocks = blocks_of(&d.path("src/proj/1.0/held.bin"), &d.path("alone"));
+    let cache = d.path("cache");
+    let m = d.mount("mnt", &cache, &["--cache-size", "16M"]);
+    let cached = |name: &String| {
+        let shard = &name[name.len() - 64..][..2];
+        cache.join("blocks").join(shard).join(name).exists()
+    };
+
+    let mut held = fs::File::open(m.path("proj/1.0/held.bin")).unwrap();
+    let mut got = Vec::new();
+    held.read_to_end(&mut got).unwrap();
+    assert_same("proj/1.0/held.bin", &got, d.expected("proj/1.0/held.bin"));
+    // Twice the quota read by others while the file stays open: its blocks, the least
+    // recently used, are what plain LRU would take first.
+    for rel in ["proj/1.0/x.bin", "proj/1.0/y.bin"] {
+        let got = fs::read(m.path(rel)).unwrap();
+        assert_same(rel, &got, d.expected(rel));
+    }
+    poll("eviction to settle", Duration::from_secs(30), || {
+        (dir_bytes(&cache) <= QUOTA).then_some(())
+    });
+    let lost: Vec<&String> = held_blocks.iter().filter(|b| !cached(b)).collect();
+    assert!(
+        lost.is_empty(),
+        "{} of the {} blocks of a file held open were evicted (first: {:?})",
+        lost.len(),
+        held_blocks.len(),
+        lost.first()
+    );
+
+    // Closed, its blocks are ordinary least recently used ones: the next reads evict them.
+    drop(held);
+    let got = fs::read(m.path("proj/1.0/z.bin")).unwrap();
+    assert_same("proj/1.0/z.bin", &got, d.expected("proj/1.0/z.bin"));
+    let gone = poll(
+        "the closed file's blocks to be evicted",
+        Duration::from_secs(30),
+        || {
+            let gone = held_blocks.iter().filter(|b| !cached(b)).count();
+            (gone > 0).then_some(gone)
+        },
+    );
+    eprintln!("{gone} of {} blocks evicted after close", held_blocks.len());
+}
+
 #[test]
 fn pinned_data_survives_gc_and_a_restart_without_the_gateway() {
     let d = Dist::new(&[

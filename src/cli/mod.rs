@@ -6,6 +6,7 @@ use clap::{Parser, Subcommand};
 mod add;
 mod gc;
 mod key;
+mod man;
 mod mount;
 mod pin;
 mod publish;
@@ -46,6 +47,9 @@ enum Command {
     Gc(gc::GcArgs),
     /// Show the running daemon's state (or its metrics) through its control socket.
     Status(status::StatusArgs),
+    /// Write the distfs(1) manual page into DIR (for packagers; see man/).
+    #[command(hide = true)]
+    GenerateMan(man::GenerateManArgs),
 }
 
 /// Parses the command line, runs the subcommand and returns the process exit code.
@@ -64,6 +68,7 @@ pub fn main() -> i32 {
         Command::Unpin(args) => pin::unpin(args),
         Command::Gc(args) => gc::run(args),
         Command::Status(args) => status::run(args),
+        Command::GenerateMan(args) => man::run(args, <Cli as clap::CommandFactory>::command()),
     };
     match result {
         Ok(()) => 0,

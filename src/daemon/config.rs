@@ -450,6 +450,25 @@ mod tests {
         assert!(err.contains("line 1"), "{err}");
     }
 
+    /// The example shipped for /etc/distfs/config.toml, every setting uncommented, is a
+    /// valid config (keeps the example, distfs.conf(5) and this schema in step).
+    #[test]
+    fn the_shipped_example_with_every_key_set_is_valid() {
+        let example = Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/config.example.toml");
+        let text = std::fs::read_to_string(example).unwrap();
+        let all: String = text
+            .lines()
+            .map(|l| match l.strip_prefix('#') {
+                Some(setting) if setting.contains(" = ") => setting,
+                _ => l,
+            })
+            .map(|l| format!("{l}\n"))
+            .collect();
+        let raw = parse(&all).unwrap();
+        assert!(raw.metrics_listen.is_some() && raw.local_gateway.is_some());
+        raw.validate().unwrap();
+    }
+
     #[test]
     fn validation_names_the_field() {
         let raw = RawConfig {

@@ -169,6 +169,7 @@ fn build_resolver(
 /// Runs the mount until it ends; `Ok` after a clean unmount.
 pub fn run(config: Config) -> Result<(), DaemonError> {
     let started = Instant::now();
+    crate::fs::mount::check_allow_other(config.allow_other)?; // before any slow work
     let spec = config.root.clone();
     let cache_dir = config.cache_dir.clone();
     let _lock = CacheLock::acquire(
@@ -226,10 +227,14 @@ pub fn run(config: Config) -> Result<(), DaemonError> {
         background: config.background_fetch && !config.offline,
         ..ColdStartConfig::default()
     };
-    let view = Arc::new(
-        DistView::new(Arc::new(store.clone()), root, config.read_timeout)
-            .with_cold_start(cold, tracer),
-    );
+    let mut view = DistView::new(Arc::new(store.clone()), root, config.read_timeout)
+        .with_cold_start(cold, tracer);
+    if config.cache_size.is_some() {
+        // Blocks an open file has read stay cached until it is closed.
+        let holds = store.clone();
+        view = view.with_holds(Arc::new(move || holds.hold()));
+    }
+    let view = Arc::new(view);
     runtime
         .block_on(view.readdir(crate::dist::ROOT_INO))
         .map_err(|source| DaemonError::Root {

@@ -6,6 +6,7 @@
 pub mod coldstart;
 pub mod inode;
 pub mod meta;
+pub mod open;
 pub mod prefetch;
 pub mod trace;
 pub mod versions;

@@ -19,8 +19,10 @@ use futures::stream::{self, StreamExt, TryStreamExt};
 
 use super::coldstart::{ColdStart, ColdStartConfig};
 use super::inode::{Inode, Inodes, Kind, Level, VersionInfo, ROOT_INO};
+use super::open::{HoldMaker, OpenFiles};
 use super::trace::Tracer;
 use super::{meta, versions};
+use crate::store::quota::{Holding, InUse};
 use crate::store::BlockStore;
 use crate::walk::{self, NodeCache, WalkError};
 
@@ -114,6 +116,7 @@ pub struct DistView {
     nodes: Arc<NodeCache>,
     deadline: Duration,
     cold: Arc<ColdStart>,
+    open: OpenFiles,
 }
 
 impl DistView {
@@ -135,7 +138,16 @@ impl DistView {
             nodes,
             deadline,
             cold,
+            open: OpenFiles::default(),
         }
+    }
+
+    /// This view with open files' blocks kept from eviction: each open gets a guard from
+    /// `make` (`CacheStore::hold`), every block read through the handle joins it, and the
+    /// handle's release drops it.
+    pub fn with_holds(mut self, make: HoldMaker) -> DistView {
+        self.open = OpenFiles::holding(make);
+        self
     }
 
     /// This view with the given cold-start help (`dist::coldstart`) and read trace.
@@ -149,9 +161,31 @@ impl DistView {
         self
     }
 
-    /// The file `ino` was opened: starts its cold-start help (prefetch list, background
-    /// fetch) the first time its content is opened. Never waits.
-    pub fn opened(&self, ino: u64) {
+    /// The file `ino` was opened: returns the handle for its reads and release, and starts
+    /// its cold-start help (prefetch list, background fetch) the first time its content is
+    /// opened. Never waits.
+    pub fn opened(&self, ino: u64) -> u64 {
+        let fh = self.open.open();
+        if let (Some(guard), Ok(node)) = (self.open.guard(fh), self.inode(ino)) {
+            // The file's root node may already be decoded in memory (a lookup or an earlier
+            // open loaded it), so reads would not ask the store for it: hold it here.
+            guard.add(&node.cid);
+        }
+        self.start_cold(ino);
+        fh
+    }
+
+    /// Handle `fh` was released (its blocks may be evicted again).
+    pub fn released(&self, fh: u64) {
+        self.open.release(fh);
+    }
+
+    /// Open handles keeping blocks from eviction now.
+    pub fn open_handles(&self) -> usize {
+        self.open.holding_count()
+    }
+
+    fn start_cold(&self, ino: u64) {
         let Ok(node) = self.inode(ino) else { return };
         if node.kind != Kind::File {
             return;
@@ -290,21 +324,39 @@ impl DistView {
     /// [`READAHEAD_WINDOW`] fetched in the background.
     #[tracing::instrument(skip_all, fields(ino, offset, size))]
     pub async fn read(&self, ino: u64, offset: u64, size: u32) -> Result<Bytes, ViewError> {
+        self.read_handle(ino, 0, offset, size).await
+    }
+
+    /// [`DistView::read`] through the open handle `fh` (from [`DistView::opened`]): the
+    /// blocks read are kept from eviction until the handle is released.
+    pub async fn read_handle(
+        &self,
+        ino: u64,
+        fh: u64,
+        offset: u64,
+        size: u32,
+    ) -> Result<Bytes, ViewError> {
         let node = self.inode(ino)?;
         if node.kind != Kind::File {
             return Err(ViewError::NotAFile { ino });
         }
         let _foreground = self.cold.foreground();
         self.cold.trace(&node, offset, u64::from(size));
-        self.readahead(&node, offset, u64::from(size));
-        let read = walk::read_range_cached(
-            self.store.as_ref(),
-            &self.nodes,
-            &node.cid,
-            offset,
-            u64::from(size),
-        );
-        self.bounded(async { Ok(read.await?) }).await
+        let held = self.open.guard(fh);
+        self.readahead(&node, offset, u64::from(size), held.clone());
+        let (len, nodes) = (u64::from(size), &self.nodes);
+        match held {
+            Some(guard) => {
+                let store = Holding::new(Arc::clone(&self.store), guard);
+                let read = walk::read_range_cached(&store, nodes, &node.cid, offset, len);
+                self.bounded(async { Ok(read.await?) }).await
+            }
+            None => {
+                let read =
+                    walk::read_range_cached(self.store.as_ref(), nodes, &node.cid, offset, len);
+                self.bounded(async { Ok(read.await?) }).await
+            }
+        }
     }
 
     /// The target of the symlink `ino`.
@@ -558,7 +610,9 @@ impl DistView {
     }
 
     /// Starts fetching the next window when `ino` is being read sequentially.
-    fn readahead(&self, node: &Inode, offset: u64, size: u64) {
+    /// Fetches the window after a sequential READ in the background; through the reading
+    /// handle's guard when it has one, so what readahead brings in is held like what it read.
+    fn readahead(&self, node: &Inode, offset: u64, size: u64, held: Option<Arc<InUse>>) {
         let end = offset.saturating_add(size).min(node.size);
         let start = {
             let mut seq = lock(&self.seq);
@@ -580,9 +634,17 @@ impl DistView {
         let (store, nodes) = (self.store.clone(), Arc::clone(&self.nodes));
         let cid = node.cid;
         handle.spawn(async move {
-            let window =
-                walk::prefetch_range(store.as_ref(), &nodes, &cid, start, READAHEAD_WINDOW);
-            if let Err(e) = window.await {
+            let result = match held {
+                Some(guard) => {
+                    let store = Holding::new(store, guard);
+                    walk::prefetch_range(&store, &nodes, &cid, start, READAHEAD_WINDOW).await
+                }
+                None => {
+                    walk::prefetch_range(store.as_ref(), &nodes, &cid, start, READAHEAD_WINDOW)
+                        .await
+                }
+            };
+            if let Err(e) = result {
                 tracing::debug!(%cid, start, "readahead failed: {e}");
             }
         });

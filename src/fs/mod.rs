@@ -175,8 +175,8 @@ impl fuser::Filesystem for DistFs {
                 } else {
                     FopenFlags::empty()
                 };
-                reply.opened(FileHandle(0), cache);
-                self.view.opened(ino.0);
+                let fh = self.view.opened(ino.0);
+                reply.opened(FileHandle(fh), cache);
             }
             Ok(_) => reply.error(Errno::EISDIR),
             Err(e) => reply.error(errno(&e)),
@@ -187,7 +187,7 @@ impl fuser::Filesystem for DistFs {
         &self,
         _req: &Request,
         ino: INodeNo,
-        _fh: FileHandle,
+        fh: FileHandle,
         offset: u64,
         size: u32,
         _flags: OpenFlags,
@@ -196,7 +196,7 @@ impl fuser::Filesystem for DistFs {
     ) {
         let view = self.view.clone();
         self.rt.spawn(async move {
-            match view.read(ino.0, offset, size).await {
+            match view.read_handle(ino.0, fh.0, offset, size).await {
                 Ok(bytes) => reply.data(&bytes),
                 Err(e) => reply.error(log_err("read", &e)),
             }
@@ -211,6 +211,22 @@ impl fuser::Filesystem for DistFs {
         _lock_owner: fuser::LockOwner,
         reply: ReplyEmpty,
     ) {
+        reply.ok();
+    }
+
+    fn release(
+        &self,
+        _req: &Request,
+        _ino: INodeNo,
+        fh: FileHandle,
+        _flags: OpenFlags,
+        _lock_owner: Option<fuser::LockOwner>,
+        _flush: bool,
+        reply: ReplyEmpty,
+    ) {
+        // Inside the runtime: releasing the handle's eviction guard may start an eviction.
+        let view = self.view.clone();
+        self.rt.spawn(async move { view.released(fh.0) });
         reply.ok();
     }
 

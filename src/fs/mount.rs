@@ -1,4 +1,5 @@
-//! Mounting and unmounting: stale-mount detection and clearing, the fuser session, and the
+//! Mounting and unmounting: stale-mount detection and clearing, the `--allow-other` check
+//! against /etc/fuse.conf, the fuser session (read-only, `default_permissions`), and the
 //! unmount fallbacks FUSE.md measured (an unmount that fails with EBUSY uses up fuser's
 //! handle, so a lazy `umount2(MNT_DETACH)` follows, and `fusermount3 -u -z` when not root).
 
@@ -19,6 +20,14 @@ pub enum MountError {
     /// A dead FUSE mount sits at the mount point and could not be cleared.
     #[error("{path}: a dead FUSE mount is in the way (\"Transport endpoint is not connected\"); clear it with: fusermount3 -u -z {path}  (as root: umount -l {path})")]
     Stale { path: String },
+    /// `--allow-other` asked for by a user other than root, and fuse.conf does not permit it.
+    #[error("--allow-other: {conf} has no uncommented `user_allow_other` line{why}, so fusermount3 refuses allow_other for users other than root; add the line `user_allow_other` to {conf} (as root: echo user_allow_other >> {conf}), or mount as root, which needs no change")]
+    AllowOtherDenied {
+        /// The FUSE configuration file checked.
+        conf: String,
+        /// Why it could not be read, when it could not (starts with a separator).
+        why: String,
+    },
     /// The kernel refused the mount.
     #[error("mounting {path} failed: {source} (is /dev/fuse present and fusermount3 installed?)")]
     Mount {
@@ -35,6 +44,48 @@ pub struct MountConfig {
     pub mountpoint: PathBuf,
     /// Let other users see the mount (needs `user_allow_other` in /etc/fuse.conf when not root).
     pub allow_other: bool,
+}
+
+/// The FUSE configuration file fusermount3 reads.
+pub const FUSE_CONF: &str = "/etc/fuse.conf";
+
+/// Whether the text of a fuse.conf permits `allow_other` for users other than root: a line
+/// that is `user_allow_other` once comments (`#` to the end of the line) and surrounding
+/// blanks are removed, as fusermount3 reads it.
+pub fn fuse_conf_allows_other(text: &str) -> bool {
+    text.lines().any(|line| {
+        let line = line.split_once('#').map_or(line, |(before, _)| before);
+        line.trim() == "user_allow_other"
+    })
+}
+
+/// Checks, before mounting, that `--allow-other` can work for the user with effective uid
+/// `euid`: root always can; anyone else needs `user_allow_other` in the file `conf`
+/// (normally [`FUSE_CONF`]). The error says what to add and where.
+pub fn check_allow_other_for(euid: u32, conf: &Path) -> Result<(), MountError> {
+    if euid == 0 {
+        return Ok(());
+    }
+    let denied = |why: String| MountError::AllowOtherDenied {
+        conf: conf.display().to_string(),
+        why,
+    };
+    match std::fs::read_to_string(conf) {
+        Ok(text) if fuse_conf_allows_other(&text) => Ok(()),
+        Ok(_) => Err(denied(String::new())),
+        Err(e) => Err(denied(format!(" (reading it failed: {e})"))),
+    }
+}
+
+/// [`check_allow_other_for`] the current process and /etc/fuse.conf, when `allow_other` is
+/// asked for; nothing otherwise.
+pub fn check_allow_other(allow_other: bool) -> Result<(), MountError> {
+    if !allow_other {
+        return Ok(());
+    }
+    // SAFETY: geteuid has no preconditions.
+    let euid = unsafe { libc::geteuid() };
+    check_allow_other_for(euid, Path::new(FUSE_CONF))
 }
 
 /// What happened to a mount point that was checked for a stale mount.
@@ -83,7 +134,13 @@ pub fn lazy_unmount(path: &Path) {
 
 /// Mounts `fs` at the configured mount point, read-only, and serves it from a background
 /// thread. Dropping the returned session unmounts.
+///
+/// Always with `default_permissions`: the kernel checks the mode bits the view reports
+/// (owner = the mounting user), so a 0444 file is not executable and a 0600 one is private
+/// to the mounting user, for every caller, as users expect of a read-only tree. With
+/// `allow_other`, other users get what the "other" bits give them (r-x on 0555, r-- on 0444).
 pub fn mount(fs: DistFs, cfg: &MountConfig) -> Result<fuser::BackgroundSession, MountError> {
+    check_allow_other(cfg.allow_other)?;
     clear_stale(&cfg.mountpoint)?;
     let mut config = Config::default();
     config.mount_options = vec![
@@ -93,6 +150,7 @@ pub fn mount(fs: DistFs, cfg: &MountConfig) -> Result<fuser::BackgroundSession, 
         MountOption::NoDev,
         MountOption::NoSuid,
         MountOption::NoAtime,
+        MountOption::DefaultPermissions,
     ];
     if cfg.allow_other {
         config.acl = SessionACL::All;
@@ -159,5 +217,56 @@ impl Invalidator {
         })
         .await;
         done.unwrap_or(0)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn fuse_conf_parser() {
+        // (text, allows other users): what each case exercises.
+        let cases = [
+            ("", false),                                     // empty file
+            ("user_allow_other\n", true),                    // the line itself
+            ("user_allow_other", true),                      // no final newline
+            ("#user_allow_other\n", false),                  // Debian's default: commented out
+            ("# user_allow_other\n", false),                 // commented with a blank
+            ("  user_allow_other  \n", true),                // surrounding blanks
+            ("\tuser_allow_other\t# shared builds\n", true), // trailing comment
+            ("mount_max = 1000\nuser_allow_other\n", true),  // among other settings
+            ("mount_max = 1000\n", false),                   // other settings only
+            ("user_allow_others\n", false),                  // a longer word
+            ("user_allow_other = 1\n", false),               // not the bare keyword
+            ("xuser_allow_other\n", false),                  // a prefix
+            ("USER_ALLOW_OTHER\n", false),                   // case matters to fusermount3
+            ("user_allow_other\r\n", true),                  // CRLF line end
+        ];
+        for (text, want) in cases {
+            assert_eq!(fuse_conf_allows_other(text), want, "{text:?}");
+        }
+    }
+
+    #[test]
+    fn allow_other_check_reads_the_file_and_says_what_to_add() {
+        let dir = tempfile::tempdir().unwrap();
+        let conf = dir.path().join("fuse.conf");
+        std::fs::write(&conf, "# mount_max = 1000\n#user_allow_other\n").unwrap();
+        let err = check_allow_other_for(1000, &conf).unwrap_err().to_string();
+        assert!(err.contains("add the line `user_allow_other`"), "{err}");
+        assert!(err.contains(&conf.display().to_string()), "{err}");
+        assert!(err.contains("as root, which needs no change"), "{err}");
+        // Root needs nothing, whatever the file says.
+        check_allow_other_for(0, &conf).unwrap();
+        std::fs::write(&conf, "user_allow_other\n").unwrap();
+        check_allow_other_for(1000, &conf).unwrap();
+        // A missing file is refused too, and says so.
+        let missing = dir.path().join("absent.conf");
+        let err = check_allow_other_for(1000, &missing)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("reading it failed"), "{err}");
+        check_allow_other_for(0, &missing).unwrap();
     }
 }
