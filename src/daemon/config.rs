@@ -42,7 +42,7 @@ pub const DEFAULT_MAX_TTL: u64 = 3600;
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
     /// A config file named explicitly (flag or environment) does not exist or is unreadable.
-    #[error("config file {}: {source}", path.display())]
+    #[error("config file {}", path.display())]
     Read {
         path: PathBuf,
         #[source]
