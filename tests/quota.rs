@@ -17,6 +17,7 @@ use std::time::Duration;
 
 use harness::{poll, run, run_ok, Mount, MountOpts, Serve};
 use sha2::{Digest, Sha256};
+use support::cache::{bad_blocks, block_files};
 use support::{det_bytes, distfs_add, distfs_bin, tempdir, write_bytes};
 
 const MIB: u64 = 1024 * 1024;
@@ -99,37 +100,6 @@ fn dir_bytes(dir: &Path) -> u64 {
             Err(_) => 0,
         })
         .sum()
-}
-
-/// Every file under `cache/blocks`: (path, name).
-fn block_files(cache: &Path) -> Vec<(PathBuf, String)> {
-    let mut out = Vec::new();
-    for shard in fs::read_dir(cache.join("blocks")).unwrap().flatten() {
-        for f in fs::read_dir(shard.path()).unwrap().flatten() {
-            out.push((f.path(), f.file_name().to_string_lossy().into_owned()));
-        }
-    }
-    out
-}
-
-/// Re-hashes every block file against its name (hex sha2-256 multihash); the names of the
-/// files that do not match. Temp files (`.tmp-*`) are skipped (the start-up scan removes
-/// them); any other name must be a sha2-256 multihash.
-fn bad_blocks(cache: &Path) -> (usize, Vec<String>) {
-    let mut checked = 0;
-    let mut bad = Vec::new();
-    for (path, name) in block_files(cache) {
-        if name.starts_with(".tmp-") {
-            continue;
-        }
-        checked += 1;
-        let data = fs::read(&path).unwrap();
-        let want = format!("1220{}", hex::encode(Sha256::digest(&data)));
-        if name != want {
-            bad.push(name);
-        }
-    }
-    (checked, bad)
 }
 
 /// Reads `path` in 1 MiB pieces, calling `between` after each; the bytes.

@@ -45,11 +45,11 @@ enum Command {
     Unpin(pin::UnpinArgs),
     /// Clean a cache directory and evict it down to a size.
     Gc(gc::GcArgs),
-    /// Show the running daemon's state (or its metrics) through its control socket.
-    Status(status::StatusArgs),
     /// Write the distfs(1) manual page into DIR (for packagers; see man/).
     #[command(hide = true)]
     GenerateMan(man::GenerateManArgs),
+    /// Show the running daemon's state (or its metrics) through its control socket.
+    Status(status::StatusArgs),
 }
 
 /// Parses the command line, runs the subcommand and returns the process exit code.
@@ -67,8 +67,8 @@ pub fn main() -> i32 {
         Command::Pin(args) => pin::pin(args),
         Command::Unpin(args) => pin::unpin(args),
         Command::Gc(args) => gc::run(args),
-        Command::Status(args) => status::run(args),
         Command::GenerateMan(args) => man::run(args, <Cli as clap::CommandFactory>::command()),
+        Command::Status(args) => status::run(args),
     };
     match result {
         Ok(()) => 0,

@@ -117,6 +117,7 @@ impl MountArgs {
 pub fn run(args: MountArgs) -> anyhow::Result<()> {
     let file = RawConfig::load_applicable(args.config.as_deref())?;
     let config = args.raw()?.over(file).validate()?;
+    distfs::fs::mount::check_allow_other(config.allow_other)?; // before any slow work
     distfs::daemon::run(config)?;
     Ok(())
 }

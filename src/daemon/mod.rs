@@ -169,7 +169,6 @@ fn build_resolver(
 /// Runs the mount until it ends; `Ok` after a clean unmount.
 pub fn run(config: Config) -> Result<(), DaemonError> {
     let started = Instant::now();
-    crate::fs::mount::check_allow_other(config.allow_other)?; // before any slow work
     let spec = config.root.clone();
     let cache_dir = config.cache_dir.clone();
     let _lock = CacheLock::acquire(

@@ -6,6 +6,7 @@
 //! install it; nothing here ever skips.
 #![allow(dead_code)] // each test crate uses a different subset
 
+pub mod cache;
 pub mod corpus;
 
 use std::collections::HashMap;
