@@ -25,14 +25,14 @@ pub enum ClientError {
     #[error(transparent)]
     Lock(#[from] lock::LockError),
     /// The socket could not be reached.
-    #[error("control socket {}: {source}", path.display())]
+    #[error("control socket {}", path.display())]
     Connect {
         path: PathBuf,
         #[source]
         source: std::io::Error,
     },
     /// Talking to the daemon failed.
-    #[error("talking to the daemon through {}: {source}", path.display())]
+    #[error("talking to the daemon through {}", path.display())]
     Io {
         path: PathBuf,
         #[source]

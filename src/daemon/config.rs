@@ -42,7 +42,7 @@ pub const DEFAULT_MAX_TTL: u64 = 3600;
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
     /// A config file named explicitly (flag or environment) does not exist or is unreadable.
-    #[error("config file {}: {source}", path.display())]
+    #[error("config file {}", path.display())]
     Read {
         path: PathBuf,
         #[source]
@@ -263,6 +263,9 @@ impl RawConfig {
                 "give MOUNTPOINT on the command line or `mountpoint` in the config file",
             )
         })?;
+        // Absolute, so the lock, the status and pin paths name them the same from anywhere.
+        let mountpoint = std::path::absolute(&mountpoint)
+            .map_err(|e| invalid("mountpoint", format!("{}: {e}", mountpoint.display())))?;
         let root = match self.root.clone() {
             Some(r) => r,
             None => DEFAULT_ROOT
@@ -318,6 +321,8 @@ impl RawConfig {
             return Err(invalid("cache-size", "must be more than 0 bytes"));
         }
         let cache_dir = self.cache_dir_or_default();
+        let cache_dir = std::path::absolute(&cache_dir)
+            .map_err(|e| invalid("cache-dir", format!("{}: {e}", cache_dir.display())))?;
         Ok(Config {
             mountpoint,
             root,
@@ -443,6 +448,25 @@ mod tests {
         assert!(err.contains("line 2: offline:"), "{err}");
         let err = parse("root = \"/nope/x\"\n").unwrap_err().to_string();
         assert!(err.contains("line 1"), "{err}");
+    }
+
+    /// The example shipped for /etc/distfs/config.toml, every setting uncommented, is a
+    /// valid config (keeps the example, distfs.conf(5) and this schema in step).
+    #[test]
+    fn the_shipped_example_with_every_key_set_is_valid() {
+        let example = Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/config.example.toml");
+        let text = std::fs::read_to_string(example).unwrap();
+        let all: String = text
+            .lines()
+            .map(|l| match l.strip_prefix('#') {
+                Some(setting) if setting.contains(" = ") => setting,
+                _ => l,
+            })
+            .map(|l| format!("{l}\n"))
+            .collect();
+        let raw = parse(&all).unwrap();
+        assert!(raw.metrics_listen.is_some() && raw.local_gateway.is_some());
+        raw.validate().unwrap();
     }
 
     #[test]

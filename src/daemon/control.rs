@@ -24,6 +24,21 @@ const MAX_CONNECTIONS: usize = 8;
 /// How long a client may take to send its request line.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
 
+/// An error and its causes on one line, each cause once (some messages already end with
+/// their cause).
+fn text(e: &dyn std::error::Error) -> String {
+    let mut out = e.to_string();
+    let mut cause = e.source();
+    while let Some(c) = cause {
+        let more = c.to_string();
+        if !out.ends_with(&more) {
+            out = format!("{out}: {more}");
+        }
+        cause = c.source();
+    }
+    out
+}
+
 /// Whether a peer with `uid` may use a daemon run by `owner`: root and the owner only.
 pub fn peer_allowed(uid: u32, owner: u32) -> bool {
     uid == 0 || uid == owner
@@ -169,12 +184,12 @@ async fn refresh(shared: &Shared) -> Result<Outcome, String> {
 async fn gc(shared: &Shared, target: Option<u64>) -> Result<Outcome, String> {
     let quota = Arc::clone(shared.store.quota());
     let limit = target.or(quota.limit());
-    let report = shared.store.gc().await.map_err(|e| e.to_string())?;
+    let report = shared.store.gc().await.map_err(|e| text(&e))?;
     let (mut blocks, mut bytes) = (report.evicted_blocks, report.evicted_bytes);
     if let Some(t) = target {
         let (b, n) = tokio::task::spawn_blocking(move || quota.evict_to(t))
             .await
-            .map_err(|e| e.to_string())?;
+            .map_err(|e| text(&e))?;
         blocks += b;
         bytes += n;
     }
@@ -192,18 +207,18 @@ async fn gc(shared: &Shared, target: Option<u64>) -> Result<Outcome, String> {
 
 /// The CID and label a pin path stands for, and the blocks on the way to it.
 async fn resolve(shared: &Shared, path: &str) -> Result<(cid::Cid, String, Vec<cid::Cid>), String> {
-    let (root, segs) = match pin::classify(path, &shared.mountpoint).map_err(|e| e.to_string())? {
+    let (root, segs) = match pin::classify(path, &shared.mountpoint).map_err(|e| text(&e))? {
         PinPath::Ipfs(cid, segs) => (cid, segs),
         PinPath::Mount(segs) => pin::dag_path(&shared.view, &segs)
             .await
-            .map_err(|e| e.to_string())?,
+            .map_err(|e| text(&e))?,
     };
     let label = pin::label(&root, &segs);
     let rec = Recorder::new(&shared.store);
     let refs: Vec<&str> = segs.iter().map(String::as_str).collect();
     let target = crate::walk::resolve_path(&rec, &root, &refs)
         .await
-        .map_err(|e| format!("resolving {label}: {e}"))?;
+        .map_err(|e| format!("resolving {label}: {}", text(&e)))?;
     Ok((target, label, rec.into_seen()))
 }
 
@@ -230,7 +245,7 @@ async fn pin_path(shared: &Shared, path: &str, stream: &mut UnixStream) -> Resul
             }
         }
     }
-    .map_err(|e| e.to_string())?;
+    .map_err(|e| text(&e))?;
     tracing::info!(%label, blocks = report.blocks, bytes = report.bytes, "pinned");
     Ok(Outcome::Pinned(PinOutcome {
         label,
@@ -244,14 +259,14 @@ async fn pin_path(shared: &Shared, path: &str, stream: &mut UnixStream) -> Resul
 async fn unpin_path(shared: &Shared, path: &str) -> Result<Outcome, String> {
     let what = path.trim_end_matches('/');
     // A pinned CID or label as given, else the path resolved like `pin` resolves it.
-    let mut removed = shared.store.unpin(what).await.map_err(|e| e.to_string())?;
+    let mut removed = shared.store.unpin(what).await.map_err(|e| text(&e))?;
     if removed.is_empty() {
         let (target, label, _) = resolve(shared, path).await?;
         removed = shared
             .store
             .unpin(&target.to_string())
             .await
-            .map_err(|e| e.to_string())?;
+            .map_err(|e| text(&e))?;
         if removed.is_empty() {
             return Err(format!("{path}: not pinned ({label} = {target})"));
         }

@@ -56,37 +56,37 @@ pub enum DaemonError {
     #[error(transparent)]
     Lock(#[from] crate::store::lock::LockError),
     /// The cache could not be opened or scanned.
-    #[error("opening the cache in {}: {source}", dir.display())]
+    #[error("opening the cache in {}", dir.display())]
     Cache {
         dir: PathBuf,
         #[source]
         source: Box<crate::store::StoreError>,
     },
     /// The async runtime could not start.
-    #[error("starting the async runtime: {0}")]
+    #[error("starting the async runtime")]
     Runtime(#[source] std::io::Error),
     /// A gateway URL is not usable.
-    #[error("configuring gateways: {0}")]
+    #[error("configuring gateways")]
     Gateways(#[source] Box<crate::fetch::FetchError>),
     /// A record source could not be set up.
-    #[error("configuring record sources: {0}")]
+    #[error("configuring record sources")]
     Records(#[source] crate::fetch::RecordFetchError),
     /// The resolver could not be set up or the root could not be resolved.
-    #[error("resolving the root {spec}: {source}")]
+    #[error("resolving the root {spec}")]
     Resolve {
         spec: String,
         #[source]
         source: Box<crate::name::resolve::ResolveError>,
     },
     /// The trace file could not be created.
-    #[error("creating the trace file {}: {source}", path.display())]
+    #[error("creating the trace file {}", path.display())]
     Trace {
         path: PathBuf,
         #[source]
         source: std::io::Error,
     },
     /// The root directory could not be read (a mount of nothing helps nobody).
-    #[error("reading the distribution root {root}: {source}")]
+    #[error("reading the distribution root {root}")]
     Root {
         root: Cid,
         #[source]
@@ -96,14 +96,14 @@ pub enum DaemonError {
     #[error(transparent)]
     Mount(#[from] crate::fs::mount::MountError),
     /// The control socket could not be created.
-    #[error("creating the control socket {}: {source}", path.display())]
+    #[error("creating the control socket {}", path.display())]
     Control {
         path: PathBuf,
         #[source]
         source: std::io::Error,
     },
     /// The metrics address could not be bound.
-    #[error("metrics-listen {addr}: {source}")]
+    #[error("metrics-listen {addr}")]
     Metrics {
         addr: std::net::SocketAddr,
         #[source]
