@@ -16,11 +16,12 @@ use std::fs;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 
-use distfs::name::{self, Keypair};
+use distfs::name::Keypair;
 use harness::{is_mounted, run, run_ok, wait_bounded, Mount, MountOpts, Serve};
 use serde_json::Value;
+use support::ipns::{put_record, record};
 use support::{det_bytes, distfs_add, distfs_bin, tempdir, write_bytes};
 
 const MIB: usize = 1024 * 1024;
@@ -423,44 +424,6 @@ fn pin_through_the_socket_survives_gc_and_unpin_releases_it() {
     );
 }
 
-fn record(key: &Keypair, cid: &str, seq: u64) -> Vec<u8> {
-    let eol = SystemTime::now() + Duration::from_secs(86_400);
-    name::create(
-        key,
-        &format!("/ipfs/{cid}"),
-        seq,
-        eol,
-        Duration::from_secs(1),
-    )
-    .unwrap()
-    .to_vec()
-}
-
-/// PUTs an IPNS record to the serve; the HTTP status.
-fn put(serve: &Serve, name: &str, bytes: &[u8], dir: &Path) -> String {
-    let file = dir.join(format!("rec-{}", bytes.len()));
-    fs::write(&file, bytes).unwrap();
-    let url = format!("{}/routing/v1/ipns/{name}", serve.url);
-    let out = run_ok(
-        "curl",
-        &[
-            "-s",
-            "-o",
-            "/dev/null",
-            "-w",
-            "%{http_code}",
-            "-X",
-            "PUT",
-            "-H",
-            "content-type: application/vnd.ipfs.ipns-record",
-            "--data-binary",
-            &format!("@{}", file.display()),
-            &url,
-        ],
-    );
-    String::from_utf8(out).unwrap()
-}
-
 #[test]
 fn refresh_through_the_socket_reports_the_new_sequence() {
     let tmp = tempdir();
@@ -480,7 +443,15 @@ fn refresh_through_the_socket_reports_the_new_sequence() {
         distfs_add(&src, &["--cid-version", "1", "--store", &store_s]).unwrap()
     };
     let cid1 = add("v1", "1.0.0");
-    assert_eq!(put(&serve, &k, &record(&key, &cid1, 1), tmp.path()), "200");
+    assert_eq!(
+        put_record(
+            &serve.url,
+            &k,
+            &record(&key, &cid1, 1, Duration::from_secs(1)),
+            tmp.path()
+        ),
+        "200"
+    );
     let root = format!("/ipns/{k}");
     let opts = MountOpts {
         root: &root,
@@ -496,7 +467,15 @@ fn refresh_through_the_socket_reports_the_new_sequence() {
     assert!(s["names"][0]["last_refresh_unix"].as_u64().is_some(), "{s}");
 
     let cid2 = add("v2", "2.0.0");
-    assert_eq!(put(&serve, &k, &record(&key, &cid2, 2), tmp.path()), "200");
+    assert_eq!(
+        put_record(
+            &serve.url,
+            &k,
+            &record(&key, &cid2, 2, Duration::from_secs(1)),
+            tmp.path()
+        ),
+        "200"
+    );
     let out = run(&bin(), &["refresh", "--cache-dir", &cache_s]);
     assert!(out.status.success(), "{}", stderr(&out));
     let said = String::from_utf8_lossy(&out.stdout);
@@ -511,7 +490,15 @@ fn refresh_through_the_socket_reports_the_new_sequence() {
 
     // SIGHUP still asks for a refresh (the status shows when it has happened).
     let cid3 = add("v3", "3.0.0");
-    assert_eq!(put(&serve, &k, &record(&key, &cid3, 3), tmp.path()), "200");
+    assert_eq!(
+        put_record(
+            &serve.url,
+            &k,
+            &record(&key, &cid3, 3, Duration::from_secs(1)),
+            tmp.path()
+        ),
+        "200"
+    );
     // SAFETY: kill has no memory preconditions; the pid is the daemon we started.
     unsafe { libc::kill(m.pid().unwrap() as i32, libc::SIGHUP) };
     harness::poll(

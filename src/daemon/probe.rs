@@ -1,15 +1,14 @@
-//! The start-up probe for a local Kubo gateway: `GET /ipfs/bafkqaaa?format=raw` (the empty
-//! identity CID, which any trustless gateway answers without a lookup) over plain HTTP/1.0,
-//! answered with `200` within [`PROBE_TIMEOUT`]. Only a yes/no: the fetcher checks every
-//! block it later gets from the gateway anyway.
+//! The start-up probe for a local Kubo gateway: the trustless-gateway client's own probe
+//! (`GET /ipfs/bafkqaaa?format=raw`, the empty identity CID, which any trustless gateway
+//! answers without a lookup), answered within [`PROBE_TIMEOUT`]. Only a yes/no: the fetcher
+//! checks every block it later gets from the gateway anyway.
 
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
+use crate::fetch::GatewayClient;
 
-/// How long the probe waits for the whole answer's status line.
+/// How long the probe waits for the answer.
 pub const PROBE_TIMEOUT: Duration = Duration::from_millis(300);
 
 /// The URL of a gateway at `addr`.
@@ -20,8 +19,16 @@ pub fn gateway_url(addr: SocketAddr) -> String {
 /// True when a trustless gateway answers at `addr` within [`PROBE_TIMEOUT`].
 #[tracing::instrument(skip_all, fields(%addr))]
 pub async fn local_gateway_answers(addr: SocketAddr) -> bool {
-    match tokio::time::timeout(PROBE_TIMEOUT, probe(addr)).await {
-        Ok(Ok(ok)) => ok,
+    let client = match GatewayClient::http_client() {
+        Ok(http) => GatewayClient::with_client(&gateway_url(addr), http, PROBE_TIMEOUT),
+        Err(e) => Err(e),
+    };
+    let answer = match client {
+        Ok(c) => tokio::time::timeout(PROBE_TIMEOUT * 2, c.probe()).await,
+        Err(e) => Ok(Err(e)),
+    };
+    match answer {
+        Ok(Ok(_)) => true,
         Ok(Err(e)) => {
             tracing::debug!("no local gateway: {e}");
             false
@@ -33,32 +40,10 @@ pub async fn local_gateway_answers(addr: SocketAddr) -> bool {
     }
 }
 
-async fn probe(addr: SocketAddr) -> std::io::Result<bool> {
-    let mut s = TcpStream::connect(addr).await?;
-    let req = format!(
-        "GET /ipfs/bafkqaaa?format=raw HTTP/1.0\r\nHost: {addr}\r\nAccept: application/vnd.ipld.raw\r\n\r\n"
-    );
-    s.write_all(req.as_bytes()).await?;
-    let mut head = [0u8; 64];
-    let mut n = 0;
-    while n < head.len() {
-        let got = s.read(&mut head[n..]).await?;
-        if got == 0 {
-            break;
-        }
-        n += got;
-        if head[..n].contains(&b'\n') {
-            break;
-        }
-    }
-    let line = String::from_utf8_lossy(&head[..n]);
-    let code = line.split_whitespace().nth(1).unwrap_or_default();
-    Ok(line.starts_with("HTTP/") && code == "200")
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
     #[tokio::test]
     async fn a_closed_port_or_a_non_gateway_is_no_gateway() {
