@@ -425,6 +425,55 @@ fn pin_through_the_socket_survives_gc_and_unpin_releases_it() {
 }
 
 #[test]
+fn a_pinned_publisher_refuses_a_root_signed_by_another_key() {
+    let tmp = tempdir();
+    let store = tmp.path().join("store");
+    let serve = Serve::start(&store);
+    let src = tmp.path().join("src");
+    write_bytes(&src.join("app/1.0.0/app.bin"), &det_bytes("p", 1000));
+    let cid = distfs_add(
+        &src,
+        &[
+            "--cid-version",
+            "1",
+            "--store",
+            &store.display().to_string(),
+        ],
+    )
+    .unwrap();
+    let (key, stranger) = (Keypair::generate(), Keypair::generate());
+    let k = key.name().to_string();
+    let rec = record(&key, &cid, 1, Duration::from_secs(60));
+    assert_eq!(put_record(&serve.url, &k, &rec, tmp.path()), "200");
+    let root = format!("/ipns/{k}");
+    let mount = |dir: &str, publisher: &str| {
+        let extra = ["--publisher", publisher];
+        Mount::try_start(
+            &tmp.path().join(dir),
+            &MountOpts {
+                root: &root,
+                gateways: &[&serve.url],
+                cache: &tmp.path().join(format!("{dir}.cache")),
+                extra: &extra,
+            },
+        )
+    };
+    let refused = mount("no", &stranger.name().to_string())
+        .err()
+        .expect("mount refused");
+    assert!(
+        refused.contains("configured publisher") && refused.contains(&k),
+        "{refused}"
+    );
+    // The right key (also accepted in its /ipns/ form) mounts.
+    let m = mount("yes", &format!("/ipns/{k}")).unwrap();
+    assert_eq!(
+        fs::read(m.path("app/1.0.0/app.bin")).unwrap(),
+        det_bytes("p", 1000)
+    );
+}
+
+#[test]
 fn refresh_through_the_socket_reports_the_new_sequence() {
     let tmp = tempdir();
     let store = tmp.path().join("store");

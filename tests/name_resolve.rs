@@ -20,7 +20,7 @@ use std::time::{Duration, SystemTime};
 use cid::Cid;
 use distfs::fetch::{RecordApi, RecordClient};
 use distfs::name::resolve::ResolveError;
-use distfs::name::{self, Keypair, Resolver, ResolverConfig, RootSpec};
+use distfs::name::{self, IpnsName, Keypair, Resolver, ResolverConfig, RootSpec};
 use harness::Serve;
 use support::tempdir;
 
@@ -80,12 +80,22 @@ fn free_udp_port() -> u16 {
 }
 
 fn resolver(sources: Vec<RecordClient>, dns: Option<SocketAddr>, state: Option<&Path>) -> Resolver {
+    pinned_resolver(sources, dns, state, None)
+}
+
+fn pinned_resolver(
+    sources: Vec<RecordClient>,
+    dns: Option<SocketAddr>,
+    state: Option<&Path>,
+    publisher: Option<IpnsName>,
+) -> Resolver {
     Resolver::new(ResolverConfig {
         sources,
         dns_server: dns,
         state_dir: state.map(Path::to_path_buf),
         min_ttl: Duration::from_secs(1),
         max_ttl: Duration::from_secs(3600),
+        publisher,
     })
     .unwrap()
 }
@@ -192,6 +202,46 @@ async fn dnslink_resolves_follows_a_changed_txt_record_and_chains_through_ipns()
     let v2 = format!("dnslink=/ipfs/{CID2}");
     let _dns = Dns::start(port, &[("_dnslink.dist.example.test", &v2)]);
     resolve_until(&r, &site, CID2).await;
+}
+
+#[tokio::test]
+async fn a_pinned_publisher_key_refuses_roots_signed_by_any_other_key_or_none() {
+    let store = tempdir();
+    let serve = Serve::start(store.path());
+    let (good, other) = (Keypair::generate(), Keypair::generate());
+    let (g, o) = (good.name().to_string(), other.name().to_string());
+    plant(store.path(), &g, &rec(&good, &format!("/ipfs/{CID1}"), 1));
+    plant(store.path(), &o, &rec(&other, &format!("/ipfs/{CID2}"), 1));
+    let port = free_udp_port();
+    let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+    let r = pinned_resolver(vec![gw(&serve)], Some(addr), None, Some(good.name()));
+    let (via_good, via_other) = (format!("dnslink=/ipns/{g}"), format!("dnslink=/ipns/{o}"));
+    let direct = format!("dnslink=/ipfs/{CID3}");
+    let _dns = Dns::start(
+        port,
+        &[
+            ("_dnslink.good.example.test", &via_good),
+            ("_dnslink.other.example.test", &via_other),
+            ("_dnslink.direct.example.test", &direct),
+        ],
+    );
+    let got = r.resolve(&RootSpec::Ipns(good.name())).await.unwrap();
+    assert_eq!(got.cid, cid(CID1));
+    resolve_until(&r, &RootSpec::DnsLink("good.example.test".into()), CID1).await;
+    // Another key's valid record, named directly or through DNSLink; a DNSLink straight
+    // to /ipfs/ (no signature at all): refused, naming the pinned key.
+    for spec in [
+        RootSpec::Ipns(other.name()),
+        RootSpec::DnsLink("other.example.test".into()),
+        RootSpec::DnsLink("direct.example.test".into()),
+    ] {
+        let err = r.resolve(&spec).await.unwrap_err();
+        assert!(
+            matches!(&err, ResolveError::WrongPublisher { pinned, .. } if *pinned == g),
+            "{spec}: {err}"
+        );
+        assert!(err.to_string().contains(&g), "{err}");
+    }
 }
 
 #[tokio::test]

@@ -135,6 +135,7 @@ async fn network_checks(args: &DoctorArgs, bound: Duration, report: &mut Report)
                 state_dir: None,
                 min_ttl: Duration::from_secs(1),
                 max_ttl: Duration::from_secs(3600),
+                publisher: None,
             })?)
         });
     for root in &args.roots {

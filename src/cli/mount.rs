@@ -35,6 +35,10 @@ pub struct MountArgs {
     /// The DNS server (ip:port) for DNSLink lookups (default: the system resolver).
     #[arg(long, value_name = "ADDR")]
     pub dns_server: Option<std::net::SocketAddr>,
+    /// Accept a name root only when the IPNS record that gives it is signed by this key
+    /// (its name, /ipns/k51… or k51…): a DNSLink pointing elsewhere is refused.
+    #[arg(long, value_name = "NAME")]
+    pub publisher: Option<String>,
     /// Shortest time (seconds) between two resolutions of a name root [default: 30].
     #[arg(long, value_name = "SECONDS")]
     pub min_ttl: Option<u64>,
@@ -97,6 +101,14 @@ impl MountArgs {
             gateway: list(self.gateways),
             routing: list(self.routings),
             dns_server: self.dns_server,
+            publisher: match self.publisher {
+                Some(p) => Some(
+                    p.trim_start_matches("/ipns/")
+                        .parse()
+                        .map_err(|e| anyhow::anyhow!("--publisher: {e}"))?,
+                ),
+                None => None,
+            },
             cache_dir: self.cache_dir,
             cache_size: self.cache_size,
             offline: self.offline.then_some(true),

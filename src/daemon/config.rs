@@ -16,7 +16,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Deserializer};
 
-use crate::name::RootSpec;
+use crate::name::{IpnsName, RootSpec};
 use crate::store::quota::parse_size;
 
 /// The system-wide config file, read when it exists and no other is named.
@@ -83,6 +83,9 @@ pub struct RawConfig {
     pub routing: Option<Vec<String>>,
     /// DNS server for DNSLink.
     pub dns_server: Option<SocketAddr>,
+    /// The only key whose records may give the root (`publisher = "k51…"`).
+    #[serde(default, deserialize_with = "de_from_str")]
+    pub publisher: Option<IpnsName>,
     /// The block cache directory.
     pub cache_dir: Option<PathBuf>,
     /// The cache quota in bytes (`"20G"` in the file).
@@ -166,6 +169,8 @@ pub struct Config {
     pub local_gateway: Option<SocketAddr>,
     /// DNS server for DNSLink.
     pub dns_server: Option<SocketAddr>,
+    /// The pinned publisher key's name, if any.
+    pub publisher: Option<IpnsName>,
     /// The block cache directory.
     pub cache_dir: PathBuf,
     /// The quota, if any.
@@ -235,6 +240,7 @@ impl RawConfig {
             gateway: self.gateway.or(file.gateway),
             routing: self.routing.or(file.routing),
             dns_server: self.dns_server.or(file.dns_server),
+            publisher: self.publisher.or(file.publisher),
             cache_dir: self.cache_dir.or(file.cache_dir),
             cache_size: self.cache_size.or(file.cache_size),
             offline: self.offline.or(file.offline),
@@ -331,6 +337,7 @@ impl RawConfig {
             default_sources,
             local_gateway,
             dns_server: self.dns_server,
+            publisher: self.publisher,
             cache_dir,
             cache_size: self.cache_size,
             offline,

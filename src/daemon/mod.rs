@@ -159,6 +159,7 @@ fn build_resolver(
         state_dir: Some(config.cache_dir.join("names")),
         min_ttl: config.min_ttl,
         max_ttl: config.max_ttl,
+        publisher: config.publisher.clone(),
     })
     .map_err(|source| DaemonError::Resolve {
         spec: config.root.to_string(),

@@ -148,6 +148,16 @@ pub enum ResolveError {
         /// Where resolution started.
         start: String,
     },
+    /// The root does not come from the pinned publisher's key.
+    #[error("{start}: the configured publisher is {pinned}, but the root {}; refusing it", match .got { Some(g) => format!("is signed by {g}"), None => "is not signed by any key (no IPNS record on the way)".to_string() })]
+    WrongPublisher {
+        /// Where resolution started.
+        start: String,
+        /// The pinned publisher's name.
+        pinned: String,
+        /// The name whose record gave the root, if any.
+        got: Option<String>,
+    },
     /// IPNS names are asked but no record source is configured.
     #[error("cannot resolve {name}: no gateway or routing endpoint is configured")]
     NoSources {
@@ -198,6 +208,10 @@ pub struct ResolverConfig {
     pub min_ttl: Duration,
     /// TTL bounds.
     pub max_ttl: Duration,
+    /// The pinned publisher: when set, a root resolves only if its last IPNS hop is this
+    /// name, so a DNSLink (or a record) that points elsewhere, or straight to `/ipfs/`,
+    /// is refused rather than followed.
+    pub publisher: Option<IpnsName>,
 }
 
 /// Resolves root specs; remembers the best record seen per name.
@@ -240,6 +254,15 @@ impl Resolver {
         for _ in 0..=MAX_DEPTH {
             let (value, at) = match &current {
                 RootSpec::Ipfs(cid) => {
+                    if let Some(pinned) = &self.config.publisher {
+                        if publisher.as_deref() != Some(pinned.to_string().as_str()) {
+                            return Err(ResolveError::WrongPublisher {
+                                start,
+                                pinned: pinned.to_string(),
+                                got: publisher,
+                            });
+                        }
+                    }
                     return Ok(Resolved {
                         cid: *cid,
                         ttl: self.clamp(ttl),
@@ -247,7 +270,7 @@ impl Resolver {
                         publisher,
                         source,
                         refused,
-                    })
+                    });
                 }
                 RootSpec::Ipns(name) => {
                     let (rec, from, mut why) = self.resolve_name(name).await?;
