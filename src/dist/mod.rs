@@ -9,6 +9,7 @@ pub mod inode;
 pub mod meta;
 pub mod open;
 pub mod prefetch;
+pub mod readahead;
 pub mod trace;
 pub mod versions;
 pub mod view;

@@ -8,7 +8,7 @@ use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
-use crate::store::quota::InUse;
+use crate::store::hold::InUse;
 
 /// Makes one eviction guard (`CacheStore::hold`).
 pub type HoldMaker = Arc<dyn Fn() -> InUse + Send + Sync>;

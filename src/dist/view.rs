@@ -18,14 +18,17 @@ use cid::Cid;
 use futures::stream::{self, StreamExt, TryStreamExt};
 
 use super::coldstart::{ColdStart, ColdStartConfig};
-use super::inode::{Inode, Inodes, Kind, Level, VersionInfo, ROOT_INO};
+use super::inode::{Inode, Inodes, Kind, Level, ROOT_INO};
+use super::meta;
 use super::open::{HoldMaker, OpenFiles};
+use super::readahead::Readahead;
 use super::trace::Tracer;
 use super::xattr::XattrState;
-use super::{meta, versions};
-use crate::store::quota::{Holding, InUse};
+use crate::store::hold::{Holding, InUse};
 use crate::store::BlockStore;
 use crate::walk::{self, NodeCache, WalkError};
+
+mod project;
 
 /// The most bytes of a `versions` file we read.
 const MAX_VERSIONS_FILE: u64 = 1024 * 1024;
@@ -86,13 +89,6 @@ pub struct Entry {
 /// A cached directory listing and the directory CID it was made from.
 type Listing = (Cid, Arc<Vec<Entry>>);
 
-/// Sequential-read tracking for readahead, per inode.
-#[derive(Default, Clone, Copy)]
-struct Seq {
-    next: u64,
-    fetched_until: u64,
-}
-
 /// A kernel cache entry to drop after a root swap (`fs` turns these into FUSE notifications).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Invalidation {
@@ -112,7 +108,7 @@ pub struct DistView {
     pub(super) store: Arc<dyn BlockStore>,
     inodes: Inodes,
     listings: Mutex<HashMap<u64, Listing>>,
-    seq: Mutex<HashMap<u64, Seq>>,
+    readahead: Readahead,
     /// Decoded internal nodes of the files being read (shared by readers and readahead).
     nodes: Arc<NodeCache>,
     deadline: Duration,
@@ -136,7 +132,7 @@ impl DistView {
             store,
             inodes: Inodes::new(root),
             listings: Mutex::default(),
-            seq: Mutex::default(),
+            readahead: Readahead::default(),
             nodes,
             deadline,
             cold,
@@ -347,21 +343,10 @@ impl DistView {
         self.cold.trace(&node, offset, u64::from(size));
         let held = self.open.guard(fh);
         self.readahead(&node, offset, u64::from(size), held.clone());
-        let (len, nodes) = (u64::from(size), &self.nodes);
-        match held {
-            Some(guard) => {
-                let store = Holding::new(Arc::clone(&self.store), guard);
-                let read = walk::read_range_cached(&store, nodes, &node.cid, offset, len);
-                let read = self.bounded(async { Ok(read.await?) });
-                self.xattrs.read(ino, read).await
-            }
-            None => {
-                let read =
-                    walk::read_range_cached(self.store.as_ref(), nodes, &node.cid, offset, len);
-                let read = self.bounded(async { Ok(read.await?) });
-                self.xattrs.read(ino, read).await
-            }
-        }
+        let store = Holding::new(Arc::clone(&self.store), held);
+        let read = walk::read_range_cached(&store, &self.nodes, &node.cid, offset, size.into());
+        let read = self.bounded(async { Ok(read.await?) });
+        self.xattrs.read(ino, read).await
     }
 
     /// The target of the symlink `ino`.
@@ -461,55 +446,6 @@ impl DistView {
         Ok(entries)
     }
 
-    /// The version `latest` names among a project's entries: by its `versions` file if it
-    /// has one, else by version ordering of its directories.
-    async fn latest_target(&self, entries: &[Entry]) -> Result<Option<String>, ViewError> {
-        let is_version_dir = |name: &str| {
-            entries
-                .iter()
-                .any(|e| e.name == name && e.inode.kind == Kind::Dir)
-        };
-        if let Some(file) = entries
-            .iter()
-            .find(|e| e.name == "versions" && e.inode.kind == Kind::File)
-        {
-            let len = file.inode.size.min(MAX_VERSIONS_FILE);
-            let text = walk::read_range(self.store.as_ref(), &file.inode.cid, 0, len).await?;
-            let text = String::from_utf8_lossy(&text);
-            if let Some(v) = versions::latest_from_versions_file(&text, is_version_dir) {
-                return Ok(Some(v));
-            }
-        }
-        Ok(versions::latest_from_dirs(
-            entries
-                .iter()
-                .filter(|e| e.inode.kind == Kind::Dir)
-                .map(|e| e.name.as_str()),
-        ))
-    }
-
-    /// The channel links a project's `channels` file names (`versions::parse_channels`),
-    /// keeping only those whose version directory exists.
-    async fn channel_targets(&self, entries: &[Entry]) -> Result<Vec<(String, String)>, ViewError> {
-        let Some(file) = entries
-            .iter()
-            .find(|e| e.name == versions::CHANNELS_FILE && e.inode.kind == Kind::File)
-        else {
-            return Ok(Vec::new());
-        };
-        let len = file.inode.size.min(MAX_VERSIONS_FILE);
-        let text = walk::read_range(self.store.as_ref(), &file.inode.cid, 0, len).await?;
-        let is_version_dir = |name: &str| {
-            entries
-                .iter()
-                .any(|e| e.name == name && e.inode.kind == Kind::Dir)
-        };
-        Ok(versions::parse_channels(&String::from_utf8_lossy(&text))
-            .into_iter()
-            .filter(|(_, version)| is_version_dir(version))
-            .collect())
-    }
-
     /// Builds (or finds) the inode for entry `name` → `cid` of `dir`. `None` for entries
     /// that are not UnixFS (they cannot be shown as files).
     async fn make_inode(
@@ -572,98 +508,24 @@ impl DistView {
         Ok(Some(inode))
     }
 
-    /// Whether a file without a stored mode is a binary: named `*.AppImage`, listed in its
-    /// version's `dist.json`, or starting with ELF magic or `#!`.
-    async fn is_binary(&self, dir: &Inode, name: &str, cid: &Cid) -> Result<bool, ViewError> {
-        if meta::looks_executable(name, b"") {
-            return Ok(true);
-        }
-        if dir.level == Level::Version && self.version_lists(dir, name).await {
-            return Ok(true);
-        }
-        let head = walk::read_range(self.store.as_ref(), cid, 0, 4).await?;
-        Ok(meta::looks_executable(name, &head))
-    }
-
-    /// Whether the version directory's `dist.json` lists `name`; loaded once per version
-    /// directory (a missing or bad `dist.json` lists nothing).
-    async fn version_lists(&self, dir: &Inode, name: &str) -> bool {
-        if let Some(info) = dir.version_info.get() {
-            return info.binaries.contains(name);
-        }
-        let info = self.load_version_info(dir).await;
-        let listed = info.binaries.contains(name);
-        let _ = dir.version_info.set(info);
-        listed
-    }
-
-    async fn load_version_info(&self, dir: &Inode) -> VersionInfo {
-        let result: Result<VersionInfo, ViewError> = async {
-            let Some(entry) = walk::lookup(self.store.as_ref(), &dir.cid, "dist.json").await?
-            else {
-                return Ok(VersionInfo::default());
-            };
-            let text = walk::read_range(
-                self.store.as_ref(),
-                &entry.cid,
-                0,
-                meta::MAX_DIST_JSON as u64 + 1,
-            )
-            .await?;
-            match meta::binaries_in_dist_json(&text) {
-                Ok(binaries) => Ok(VersionInfo { binaries }),
-                Err(e) => {
-                    tracing::warn!(dir = %dir.cid, "ignoring dist.json: {e}");
-                    Ok(VersionInfo::default())
-                }
-            }
-        }
-        .await;
-        result.unwrap_or_else(|e| {
-            tracing::warn!(dir = %dir.cid, "could not read dist.json: {e}");
-            VersionInfo::default()
-        })
-    }
-
-    /// Starts fetching the next window when `ino` is being read sequentially.
     /// Fetches the window after a sequential READ in the background; through the reading
     /// handle's guard when it has one, so what readahead brings in is held like what it read.
     fn readahead(&self, node: &Inode, offset: u64, size: u64, held: Option<Arc<InUse>>) {
-        let end = offset.saturating_add(size).min(node.size);
-        let start = {
-            let mut seq = lock(&self.seq);
-            let s = seq.entry(node.ino).or_default();
-            // A first READ at 0 is not yet a sequential reader: exec and file(1) read the
-            // head and jump elsewhere. The READ that continues it is.
-            let sequential = offset == s.next && offset > 0;
-            s.next = end;
-            if !sequential || end >= node.size || s.fetched_until >= end + READAHEAD_WINDOW / 2 {
-                return;
-            }
-            let start = s.fetched_until.max(end);
-            s.fetched_until = (start + READAHEAD_WINDOW).min(node.size);
-            start
+        let Some(start) = self
+            .readahead
+            .next_window(node.ino, node.size, offset, size)
+        else {
+            return;
         };
         let Ok(handle) = tokio::runtime::Handle::try_current() else {
             return;
         };
-        let (store, nodes) = (self.store.clone(), Arc::clone(&self.nodes));
+        let store = Holding::new(self.store.clone(), held);
+        let nodes = Arc::clone(&self.nodes);
         let (cid, ino, xattrs) = (node.cid, node.ino, Arc::clone(&self.xattrs));
         handle.spawn(async move {
-            let result = match held {
-                Some(guard) => {
-                    let store = Holding::new(store, guard);
-                    let window =
-                        walk::prefetch_range(&store, &nodes, &cid, start, READAHEAD_WINDOW);
-                    xattrs.prefetch(ino, window).await
-                }
-                None => {
-                    let window =
-                        walk::prefetch_range(store.as_ref(), &nodes, &cid, start, READAHEAD_WINDOW);
-                    xattrs.prefetch(ino, window).await
-                }
-            };
-            if let Err(e) = result {
+            let window = walk::prefetch_range(&store, &nodes, &cid, start, READAHEAD_WINDOW);
+            if let Err(e) = xattrs.prefetch(ino, window).await {
                 tracing::debug!(%cid, start, "readahead failed: {e}");
             }
         });

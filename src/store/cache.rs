@@ -32,7 +32,8 @@ use async_trait::async_trait;
 use cid::Cid;
 
 use super::disk::DiskStore;
-use super::quota::{GcReport, InUse, Quota, Usage};
+use super::hold::InUse;
+use super::quota::{GcReport, Quota, Usage};
 use super::{BlockStore, StoreError};
 use crate::block::{multihash_key, Block};
 use crate::fetch::{FetchError, Fetcher, SingleFlight};

@@ -16,6 +16,7 @@ use crate::block::{multihash_key, Block, BlockError};
 
 pub mod cache;
 pub mod disk;
+pub mod hold;
 pub mod index;
 pub mod lock;
 pub mod origin;
@@ -101,7 +102,7 @@ impl MemStore {
     }
 }
 
-/// A shared store is a store (so wrappers such as [`quota::Holding`] can take an
+/// A shared store is a store (so wrappers such as [`hold::Holding`] can take an
 /// `Arc<dyn BlockStore>`).
 #[async_trait]
 impl<T: BlockStore + ?Sized> BlockStore for std::sync::Arc<T> {
