@@ -2,7 +2,7 @@
 //! serve` origin, the fault proxy (`faults/proxy.rs`) in front of it injecting a rotating
 //! mix of fault classes at a low rate, the origin itself as an honest second gateway, and a
 //! `distfs mount` of an IPNS name root (TTL 1 s, `--read-timeout 5`). Until the duration
-//! ends (`DISTFS_SOAK_SECONDS`, default 180; `scripts/soak` runs it longer): readers hash
+//! ends (`DISTFS_SOAK_SECONDS`, default 90; `scripts/soak` runs it longer): readers hash
 //! whole files against their source, `cp -r` copies a version directory checked byte for
 //! byte, `ls -lR` walks the tree, an AppImage runs from the mount, and a publisher imports a
 //! new version and PUTs a higher-sequence record every few seconds, waiting for the mount to
@@ -329,7 +329,7 @@ fn soak() {
             s.parse()
                 .expect("DISTFS_SOAK_SECONDS is a number of seconds")
         })
-        .unwrap_or(180);
+        .unwrap_or(90);
     assert!(secs >= 10, "DISTFS_SOAK_SECONDS must be at least 10");
     let tmp = tempdir();
     let store = tmp.path().join("store");
