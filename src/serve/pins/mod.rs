@@ -11,7 +11,7 @@
 //! - every request needs `Authorization: Bearer <token>` (compared in constant time), else
 //!   401; errors are `{"error": {"reason", "details"}}` ([`api`]).
 //!
-//! Keeping DAGs whole ([`worker`]): each request is walked in the background — every block
+//! Keeping DAGs whole (`worker`): each request is walked in the background — every block
 //! fetched, verified and written to the store, a DAG level at a time — by
 //! [`crate::store::cache::CacheStore::pin`], from the request's `origins` (multiaddrs naming
 //! HTTP gateways, [`crate::fetch::multiaddr`]) and the service's upstream gateways, through

@@ -290,7 +290,7 @@ mod tests {
         assert!(ok("status=failed&before=1970-01-01T00:00:00.000002Z"));
         assert!(!ok("status=failed&after=1970-01-01T00:00:00.000002Z"));
         assert!(ok("status=failed&unknown=1"));
-        assert!(!ListQuery::parse(Some("status=failed"))
+        assert!(!ListQuery::parse(Some(&format!("status=failed&cid={A}")))
             .unwrap()
             .matches(&st, Some(&other), 0));
         assert_eq!(ListQuery::parse(Some("limit=1000")).unwrap().limit, 1000);
