@@ -671,3 +671,36 @@ async fn pinned_dag_survives_quota_eviction() {
     quota.evict_to(0);
     assert!(kept_blocks.iter().all(|b| !disk.has_sync(b.cid())));
 }
+
+/// A request left queued by a crash (its file written, no walk done) is walked at start.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_request_left_unfinished_is_resumed_at_start() {
+    let tmp = tempdir();
+    let (a, a_car) = dag(tmp.path(), "pin-resume", 400_000);
+    let origin = Serve::start_with(
+        &tmp.path().join("origin"),
+        &[OsStr::new("--car"), a_car.as_os_str()],
+        Stdio::inherit(),
+    );
+    let id = "00112233445566778899aabbccddeeff";
+    let request = json!({
+        "status": {
+            "requestid": id,
+            "status": "pinning",
+            "created": "2026-01-01T00:00:00Z",
+            "pin": {"cid": a.to_string(), "origins": [multiaddr(&origin.url)]},
+            "delegates": [],
+        },
+        "created_ns": 1_767_225_600_000_000_000_i64,
+    });
+    let dir = tmp.path().join("pinner");
+    write_bytes(
+        &dir.join("store/pin-service").join(format!("{id}.json")),
+        request.to_string().as_bytes(),
+    );
+    let pinner = start_pinner(&dir);
+    let api = Api::new(&pinner.url);
+    let done = api.wait_final(id, Duration::from_secs(60)).await;
+    assert_eq!(done["status"], "pinned", "{done}");
+    assert!(dir.join("store/pins").join(format!("{a}.pin")).exists());
+}
