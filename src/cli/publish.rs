@@ -1,13 +1,18 @@
 //! `distfs publish`: adds a version of a project to the distribution a key's IPNS name points
 //! at, and pushes the new blocks and a new signed record to a `distfs serve` target
-//! (`distfs::publish`). Prints what it did as `key value` lines on stdout.
+//! (`distfs::publish`). Prints what it did as `key value` lines on stdout. With
+//! `--pin-service URL`, then asks each pinning service to pin the new root and prints one
+//! `pin URL STATE REQUESTID` line per service.
 
 use std::path::PathBuf;
 use std::time::Duration;
 
 use anyhow::{bail, Context};
+use distfs::fetch::multiaddr::multiaddr_of_url;
+use distfs::fetch::pinning::{Pin, PinState, PinningClient, DEFAULT_PINNING_TIMEOUT};
 use distfs::fetch::{PushClient, DEFAULT_PUSH_TIMEOUT};
 use distfs::name::key::Keypair;
+use distfs::publish::pin::PinOutcome;
 use distfs::publish::{self, Options, Release};
 
 /// Arguments of `distfs publish`.
@@ -53,6 +58,16 @@ pub struct PublishArgs {
     /// `description` field of the version's dist.json.
     #[arg(long, value_name = "TEXT")]
     description: Option<String>,
+    /// After publishing, ask this IPFS Pinning Service API endpoint to pin the new root
+    /// (repeatable; e.g. another `distfs serve` with a pin token, or a commercial service).
+    #[arg(long = "pin-service", value_name = "URL")]
+    pin_services: Vec<String>,
+    /// The access token for --pin-service (default: $DISTFS_PIN_TOKEN).
+    #[arg(long, value_name = "TOKEN")]
+    pin_token: Option<String>,
+    /// How long to wait for each pinning service to report the root pinned.
+    #[arg(long, value_name = "DUR", default_value = "120s", value_parser = parse_duration)]
+    pin_wait: Duration,
     /// Files (or directories) to publish in the version directory, under their base names.
     #[arg(required = true, value_name = "FILES")]
     files: Vec<PathBuf>,
@@ -72,6 +87,7 @@ pub fn run(args: PublishArgs) -> anyhow::Result<()> {
     if token.is_empty() {
         bail!("the upload token is empty");
     }
+    let pinners = pin_clients(&args)?;
     let key = Keypair::load(&args.key)
         .with_context(|| format!("loading the key {}", args.key.display()))?;
     let mut opts = Options::new(token);
@@ -118,7 +134,75 @@ pub fn run(args: PublishArgs) -> anyhow::Result<()> {
         done.pushed.uploads,
         done.pushed.skipped
     );
+    if !pinners.is_empty() {
+        let pin = Pin {
+            cid: done.root.to_string(),
+            name: Some(format!("{}/{}", release.project, release.version)),
+            origins: multiaddr_of_url(&args.to).into_iter().collect(),
+            meta: Default::default(),
+        };
+        let outcomes = rt.block_on(publish::pin::request_pins(&pinners, &pin, args.pin_wait));
+        report_pins(&outcomes, args.pin_wait);
+    }
     Ok(())
+}
+
+/// Clients for --pin-service, checked before anything is published.
+fn pin_clients(args: &PublishArgs) -> anyhow::Result<Vec<PinningClient>> {
+    if args.pin_services.is_empty() {
+        return Ok(Vec::new());
+    }
+    let token = match &args.pin_token {
+        Some(t) => t.trim().to_string(),
+        None => std::env::var("DISTFS_PIN_TOKEN")
+            .unwrap_or_default()
+            .trim()
+            .to_string(),
+    };
+    if token.is_empty() {
+        bail!(
+            "--pin-service needs an access token: pass --pin-token TOKEN or set DISTFS_PIN_TOKEN"
+        );
+    }
+    args.pin_services
+        .iter()
+        .map(|url| {
+            PinningClient::new(url, &token, DEFAULT_PINNING_TIMEOUT)
+                .with_context(|| format!("--pin-service {url}"))
+        })
+        .collect()
+}
+
+/// One `pin ENDPOINT STATE REQUESTID` line per endpoint on stdout (`pin ENDPOINT error`
+/// when it could not be asked), and a warning on stderr for each that did not pin. The
+/// release stays published either way.
+fn report_pins(outcomes: &[PinOutcome], wait: Duration) {
+    for o in outcomes {
+        match &o.result {
+            Ok(st) => {
+                println!("pin {} {} {}", o.endpoint, st.status.as_str(), st.requestid);
+                match st.status {
+                    PinState::Pinned => {}
+                    PinState::Failed => eprintln!(
+                        "warning: pinning service {} failed to pin the root: {} (the release is published)",
+                        o.endpoint,
+                        st.info_text("reason").unwrap_or_else(|| "no reason given".into())
+                    ),
+                    PinState::Queued | PinState::Pinning => eprintln!(
+                        "warning: pinning service {} still reports {} after {wait:?}; check {}/pins/{}",
+                        o.endpoint,
+                        st.status.as_str(),
+                        o.endpoint,
+                        st.requestid
+                    ),
+                }
+            }
+            Err(e) => {
+                println!("pin {} error", o.endpoint);
+                eprintln!("warning: pinning service: {e} (the release is published)");
+            }
+        }
+    }
 }
 
 /// A duration: a number with an optional unit `s`, `m`, `h` or `d` (seconds by default).

@@ -1,5 +1,6 @@
 //! `distfs serve`: runs the trustless gateway (`distfs::serve`) over on-disk stores, CAR
-//! files and a directory of IPNS records (which also takes verified records PUT to it).
+//! files and a directory of IPNS records (which also takes verified records PUT to it), and,
+//! with a pin token, the IPFS Pinning Service API over the first store.
 //! Binds first, then prints the bound address as one line on stdout (so `--listen
 //! 127.0.0.1:0` works for tests), and runs until SIGINT or SIGTERM, letting in-flight
 //! requests finish (for up to 10 s) before exiting 0.
@@ -11,6 +12,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
+use distfs::serve::pins::{PinConfig, PinService};
 use distfs::serve::{Gateway, GatewayConfig, GatewaySources};
 
 /// Arguments of `distfs serve`.
@@ -48,15 +50,43 @@ pub struct ServeArgs {
     /// Milliseconds added before every response (for benchmarks that model a distant gateway).
     #[arg(long, value_name = "MS", default_value_t = 0)]
     latency: u64,
+    /// Answer the IPFS Pinning Service API (`/pins`) for clients that send
+    /// `Authorization: Bearer <the first line of FILE>`, and keep what they pin whole in the
+    /// first --store. Without a pin token the API is off.
+    #[arg(long, value_name = "FILE", conflicts_with = "pin_token")]
+    pin_token_file: Option<PathBuf>,
+    /// The pinning API token itself (visible to other local users in `ps`; prefer
+    /// --pin-token-file).
+    #[arg(long, value_name = "TOKEN")]
+    pin_token: Option<String>,
 }
 
 /// Runs the gateway until a shutdown signal.
 pub fn run(args: ServeArgs) -> anyhow::Result<()> {
+    let pin_token = pin_token(&args)?;
     let rt = tokio::runtime::Runtime::new().context("starting the async runtime")?;
-    rt.block_on(serve(args))
+    rt.block_on(serve(args, pin_token))
 }
 
-async fn serve(args: ServeArgs) -> anyhow::Result<()> {
+/// The pinning API token from --pin-token or the first line of --pin-token-file.
+fn pin_token(args: &ServeArgs) -> anyhow::Result<Option<String>> {
+    let token = match (&args.pin_token_file, &args.pin_token) {
+        (Some(path), _) => {
+            let text = std::fs::read_to_string(path)
+                .with_context(|| format!("reading the pin token file {}", path.display()))?;
+            text.lines().next().unwrap_or_default().trim().to_string()
+        }
+        (None, Some(t)) => t.trim().to_string(),
+        (None, None) => return Ok(None),
+    };
+    if token.is_empty() || token.contains(char::is_whitespace) {
+        anyhow::bail!("the pin token must be non-empty, with no spaces");
+    }
+    Ok(Some(token))
+}
+
+async fn serve(args: ServeArgs, pin_token: Option<String>) -> anyhow::Result<()> {
+    let pin_store = args.stores.first().cloned();
     let sources = GatewaySources {
         stores: args.stores,
         cars: args.cars,
@@ -71,9 +101,17 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         latency: Duration::from_millis(args.latency),
         metrics: !args.no_metrics,
     };
-    let gateway = Gateway::open(&sources, config)
+    let mut gateway = Gateway::open(&sources, config)
         .await
         .context("opening the gateway's sources")?;
+    if let Some(token) = pin_token {
+        let dir =
+            pin_store.context("the pinning API needs a store to pin into: add --store DIR")?;
+        let service = PinService::open(&dir, PinConfig::new(token))
+            .await
+            .context("starting the pinning API")?;
+        gateway = gateway.with_pins(service);
+    }
     let listener = tokio::net::TcpListener::bind(args.listen)
         .await
         .with_context(|| format!("binding {}", args.listen))?;

@@ -8,7 +8,9 @@
 //! that sends bytes that do not hash to the CID is dropped for the rest of the session.
 //!
 //! The publisher's client for a `distfs serve` target ([`PushClient`]: block presence, CAR
-//! upload, IPNS records) lives here too, so that `reqwest` stays in this module.
+//! upload, IPNS records) and the IPFS Pinning Service API client ([`pinning`]) live here
+//! too, so that `reqwest` stays in this module; [`multiaddr`] turns gateway multiaddrs into
+//! URLs and back.
 //!
 //! Identity CIDs are decoded locally and never fetched; CIDs whose hash we cannot verify are
 //! refused before any request is made.
@@ -31,6 +33,8 @@ mod fetcher;
 mod flight;
 mod gateway;
 mod health;
+pub mod multiaddr;
+pub mod pinning;
 mod push;
 mod record;
 

@@ -35,6 +35,7 @@ use crate::walk::WalkError;
 
 pub mod distjson;
 pub mod layout;
+pub mod pin;
 pub mod push;
 pub mod remote;
 

@@ -5,7 +5,9 @@
 //! `GET|HEAD /ipns/{name}` (record), `GET|HEAD|PUT /routing/v1/ipns/{name}` (record),
 //! `GET /debug/stats` (request counters as JSON, for tests and operators), `GET /metrics`
 //! (Prometheus metrics, unless turned off), and
-//! `POST /api/v1/car` (authenticated block upload, off unless a token is configured).
+//! `POST /api/v1/car` (authenticated block upload, off unless a token is configured), and
+//! `/pins[/{requestid}]` (the IPFS Pinning Service API, [`pins`], off unless a token is
+//! configured).
 //!
 //! Parts: [`request`] parses (pure), [`raw`] and [`car`] answer `/ipfs/`, [`ipns`] holds and
 //! answers records, [`upload`] takes CAR uploads, [`sources`] builds the block sources, [`stats`] counts and logs,
@@ -32,6 +34,7 @@ pub mod car;
 pub mod error;
 pub mod ipns;
 pub mod metrics;
+pub mod pins;
 pub mod raw;
 pub mod request;
 pub mod sources;
@@ -101,6 +104,7 @@ pub struct Gateway {
     permits: Arc<Semaphore>,
     config: GatewayConfig,
     uploads: Option<Uploads>,
+    pins: Option<Arc<pins::PinService>>,
 }
 
 impl Gateway {
@@ -114,7 +118,19 @@ impl Gateway {
             permits: Arc::new(Semaphore::new(config.max_concurrent)),
             config,
             uploads: None,
+            pins: None,
         }
+    }
+
+    /// Answers the pinning API with `service`.
+    pub fn with_pins(mut self, service: Arc<pins::PinService>) -> Gateway {
+        self.pins = Some(service);
+        self
+    }
+
+    /// The pin service, when it is on.
+    pub fn pins(&self) -> Option<&Arc<pins::PinService>> {
+        self.pins.as_ref()
     }
 
     /// Accepts block uploads as `config` says.
@@ -231,6 +247,13 @@ pub fn router(state: Arc<Gateway>) -> Router {
         )
         .route("/debug/stats", get(stats_handler))
         .route("/api/v1/car", post(upload::upload_handler))
+        .route("/pins", get(pins::api::list).post(pins::api::add))
+        .route(
+            "/pins/{requestid}",
+            get(pins::api::get)
+                .post(pins::api::replace)
+                .delete(pins::api::delete),
+        )
         .fallback(fallback)
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
