@@ -518,6 +518,11 @@ fn mount_t_fuse_distfs_and_an_fstab_line_mount_through_the_helper() {
         "the daemon's log is not in the cache dir"
     );
 
+    // A log past its size limit (10 MiB) is moved aside at the next start, not grown forever.
+    let log = cache.join("mount.log");
+    let old_log = vec![b'x'; 11 << 20];
+    std::fs::write(&log, &old_log).unwrap();
+
     // An fstab line, mounted by its mount point.
     let fstab = tmp.join("fstab");
     std::fs::write(
@@ -527,6 +532,13 @@ fn mount_t_fuse_distfs_and_an_fstab_line_mount_through_the_helper() {
     .unwrap();
     let out = mount_cmd(&["-v", "-T", fstab.to_str().unwrap(), mnt_s]);
     check_mounted_then_umount(&out, &mnt);
+    assert_eq!(
+        std::fs::read(cache.join("mount.log.1")).unwrap(),
+        old_log,
+        "the full log was not rotated to mount.log.1"
+    );
+    let fresh = std::fs::metadata(&log).unwrap().len();
+    assert!(fresh > 0 && fresh < 1 << 20, "mount.log after rotation: {fresh} bytes");
 
     // The daemon's own error comes back through mount, which fails.
     let out = mount_cmd(&["-t", "fuse.distfs", "/ipfs/not-a-cid", mnt_s, "-o", &opts]);
