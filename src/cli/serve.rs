@@ -1,6 +1,7 @@
 //! `distfs serve`: runs the trustless gateway (`distfs::serve`) over on-disk stores, CAR
-//! files and a directory of IPNS records (which also takes verified records PUT to it), and,
-//! with a pin token, the IPFS Pinning Service API over the first store.
+//! files and a directory of IPNS records (which also takes verified records PUT to it); with
+//! `--upstream`, as a caching gateway (the site cache) in front of other gateways; with a pin
+//! token, the IPFS Pinning Service API over the first store.
 //! Binds first, then prints the bound address as one line on stdout (so `--listen
 //! 127.0.0.1:0` works for tests), and runs until SIGINT or SIGTERM, letting in-flight
 //! requests finish (for up to 10 s) before exiting 0.
@@ -12,8 +13,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
+use distfs::fetch::FetcherConfig;
 use distfs::serve::pins::{PinConfig, PinService};
-use distfs::serve::{Gateway, GatewayConfig, GatewaySources};
+use distfs::serve::{Gateway, GatewayConfig, GatewaySources, UpstreamConfig};
+use sha2::Digest;
 
 /// Arguments of `distfs serve`.
 #[derive(clap::Args)]
@@ -21,9 +24,21 @@ pub struct ServeArgs {
     /// Address to listen on (port 0 picks a free port; the bound address is printed).
     #[arg(long, default_value = "127.0.0.1:8080")]
     listen: SocketAddr,
-    /// An on-disk block store directory (repeatable; asked in order, before CAR files).
+    /// An on-disk block store directory (repeatable; asked in order, before CAR files). With
+    /// --upstream, the first one is the site cache's store and is asked last.
     #[arg(long = "store", value_name = "DIR")]
     stores: Vec<PathBuf>,
+    /// An upstream trustless gateway (repeatable): blocks not held locally are fetched from
+    /// it, verified, kept in the first --store (required) and served (a site cache).
+    #[arg(long = "upstream", value_name = "URL", requires = "stores")]
+    upstreams: Vec<String>,
+    /// Size limit of the site cache's store (SIZE: a number with an optional K/M/G/T
+    /// suffix); least recently used blocks are evicted past it. Default: no limit.
+    #[arg(long, value_name = "SIZE", value_parser = parse_size, requires = "upstreams")]
+    store_size: Option<usize>,
+    /// Seconds one upstream block fetch may take in all (failover included); then 504.
+    #[arg(long, value_name = "SECS", default_value_t = 30, value_parser = clap::value_parser!(u64).range(1..=3600))]
+    upstream_timeout: u64,
     /// A CARv1 file to serve, loaded into memory with every block verified (repeatable).
     #[arg(long = "car", value_name = "FILE")]
     cars: Vec<PathBuf>,
@@ -47,6 +62,21 @@ pub struct ServeArgs {
     /// Do not serve `GET /metrics` (Prometheus metrics; on by default).
     #[arg(long)]
     no_metrics: bool,
+    /// Accept HTTP provider announcements (`PUT /routing/v1/providers`) and answer
+    /// `GET /routing/v1/providers/{cid}` from them (a delegated-routing endpoint for a site).
+    #[arg(long)]
+    accept_providers: bool,
+    /// A delegated-routing endpoint to announce this gateway to (repeatable), as a provider
+    /// of every --announce-root and every --car root; needs --public-url.
+    #[arg(long = "announce", value_name = "ROUTING_URL", requires = "public_url")]
+    announce: Vec<String>,
+    /// The URL clients reach this gateway at (`http://10.0.0.5:8080`, `https://gw.example`),
+    /// as announced.
+    #[arg(long, value_name = "URL")]
+    public_url: Option<String>,
+    /// A root CID to announce (repeatable; CAR roots are announced too).
+    #[arg(long = "announce-root", value_name = "CID", requires = "announce")]
+    announce_roots: Vec<cid::Cid>,
     /// Milliseconds added before every response (for benchmarks that model a distant gateway).
     #[arg(long, value_name = "MS", default_value_t = 0)]
     latency: u64,
@@ -87,7 +117,20 @@ fn pin_token(args: &ServeArgs) -> anyhow::Result<Option<String>> {
 
 async fn serve(args: ServeArgs, pin_token: Option<String>) -> anyhow::Result<()> {
     let pin_store = args.stores.first().cloned();
+    let upstream = match args.stores.first() {
+        Some(dir) if !args.upstreams.is_empty() => Some(UpstreamConfig {
+            urls: args.upstreams.clone(),
+            dir: dir.clone(),
+            size: args.store_size.map(|n| n as u64),
+            fetcher: FetcherConfig {
+                deadline: Duration::from_secs(args.upstream_timeout),
+                ..FetcherConfig::default()
+            },
+        }),
+        _ => None,
+    };
     let sources = GatewaySources {
+        upstream,
         stores: args.stores,
         cars: args.cars,
         ipns_dir: args.ipns_dir,
@@ -107,10 +150,26 @@ async fn serve(args: ServeArgs, pin_token: Option<String>) -> anyhow::Result<()>
     if let Some(token) = pin_token {
         let dir =
             pin_store.context("the pinning API needs a store to pin into: add --store DIR")?;
-        let service = PinService::open(&dir, PinConfig::new(token))
-            .await
-            .context("starting the pinning API")?;
+        let mut pin_config = PinConfig::new(token);
+        pin_config.upstreams = args.upstreams.clone();
+        // With --upstream the site cache already holds the first store's lock and quota: pins
+        // must live in that quota, or its evictions would not see them.
+        let service = match gateway.upstream() {
+            Some(up) => PinService::with_quota(up.cache().quota().clone(), pin_config).await,
+            None => PinService::open(&dir, pin_config).await,
+        }
+        .context("starting the pinning API")?;
         gateway = gateway.with_pins(service);
+    }
+    if args.accept_providers {
+        gateway = gateway.with_provider_announcements();
+    }
+    if let Some(url) = &args.public_url {
+        let mut roots = args.announce_roots.clone();
+        roots.extend_from_slice(gateway.car_roots());
+        if !args.announce.is_empty() {
+            start_announcing(&args.announce, url, &roots)?;
+        }
     }
     let listener = tokio::net::TcpListener::bind(args.listen)
         .await
@@ -142,6 +201,39 @@ async fn serve(args: ServeArgs, pin_token: Option<String>) -> anyhow::Result<()>
             tracing::warn!("requests still in flight {SHUTDOWN_GRACE:?} after the signal; exiting");
         }
     }
+    Ok(())
+}
+
+/// Spawns the announcement loop for `roots` at `public_url` to every endpoint in `routing`.
+fn start_announcing(
+    routing: &[String],
+    public_url: &str,
+    roots: &[cid::Cid],
+) -> anyhow::Result<()> {
+    use distfs::fetch::routing::{
+        multiaddr_of_url, ProviderRecord, RoutingClient, DEFAULT_ROUTING_TIMEOUT,
+    };
+    anyhow::ensure!(
+        !roots.is_empty(),
+        "--announce needs something to announce: add --announce-root CID or a --car"
+    );
+    let addr = multiaddr_of_url(public_url).with_context(|| {
+        format!("--public-url {public_url:?}: expected http(s)://host[:port] with no path")
+    })?;
+    let clients = routing
+        .iter()
+        .map(|u| RoutingClient::new(u, DEFAULT_ROUTING_TIMEOUT))
+        .collect::<Result<Vec<_>, _>>()
+        .context("--announce")?;
+    // A stable peer ID derived from the public URL (the record schema wants one; an HTTP
+    // provider has no libp2p identity).
+    let seed: [u8; 32] = sha2::Sha256::digest(public_url.as_bytes()).into();
+    let id = distfs::name::key::Keypair::from_seed(seed)
+        .name()
+        .to_string();
+    let keys = roots.iter().map(|c| c.to_string()).collect();
+    let record = ProviderRecord::gateway(&id, vec![addr], keys);
+    tokio::spawn(distfs::serve::providers::announce_loop(clients, record));
     Ok(())
 }
 

@@ -1,6 +1,7 @@
 //! The mount daemon: built from a validated [`config::Config`] only, it takes the cache lock,
 //! opens the cache under its quota, chooses the block sources (probing a local Kubo gateway
-//! when none is configured), resolves the root, mounts the view, follows a name root
+//! when none is configured), resolves the root, adds HTTP providers found through the
+//! routing endpoints ([`discover`]), mounts the view, follows a name root
 //! (`follow`), serves the control socket ([`control`]) and, opt-in, `/metrics`
 //! ([`metrics`]), and on SIGINT/SIGTERM or an external unmount tears everything down in
 //! order (unmount, abort a stuck connection, flush the cache's pending writes, remove the
@@ -11,6 +12,7 @@
 pub mod client;
 pub mod config;
 pub mod control;
+pub mod discover;
 mod follow;
 pub mod metrics;
 pub mod pin;
@@ -167,6 +169,27 @@ fn build_resolver(
     })
 }
 
+/// Clients for provider discovery: the routing endpoints in use, none when offline.
+fn routing_clients(
+    config: &Config,
+    routings: &[String],
+) -> Vec<crate::fetch::routing::RoutingClient> {
+    use crate::fetch::routing::{RoutingClient, DEFAULT_ROUTING_TIMEOUT};
+    if config.offline {
+        return Vec::new();
+    }
+    routings
+        .iter()
+        .filter_map(|u| match RoutingClient::new(u, DEFAULT_ROUTING_TIMEOUT) {
+            Ok(c) => Some(c),
+            Err(e) => {
+                tracing::warn!("provider discovery skips {u}: {e}");
+                None
+            }
+        })
+        .collect()
+}
+
 /// Runs the mount until it ends; `Ok` after a clean unmount.
 pub fn run(config: Config) -> Result<(), DaemonError> {
     let started = Instant::now();
@@ -214,6 +237,11 @@ pub fn run(config: Config) -> Result<(), DaemonError> {
         })?;
     follow::log_refused(&spec, &first);
     let root = first.cid;
+    // Providers found through routing join the sources before the root is first read.
+    let routing_clients = routing_clients(&config, &routings);
+    if !routing_clients.is_empty() {
+        runtime.block_on(discover::discover(&routing_clients, store.fetcher(), root));
+    }
     let tracer = match &config.trace {
         Some(path) => Some(Tracer::create(path).map_err(|source| DaemonError::Trace {
             path: path.clone(),
@@ -235,6 +263,14 @@ pub fn run(config: Config) -> Result<(), DaemonError> {
         view = view.with_holds(Arc::new(move || holds.hold()));
     }
     let view = Arc::new(view);
+    if !routing_clients.is_empty() && spec.is_mutable() {
+        runtime.spawn(discover::follow_roots(
+            Arc::new(routing_clients),
+            store.fetcher().clone(),
+            view.clone(),
+            root,
+        ));
+    }
     view.set_root_info(follow::root_info(&spec, &first));
     runtime
         .block_on(view.readdir(crate::dist::ROOT_INO))

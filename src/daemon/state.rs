@@ -74,6 +74,7 @@ impl Shared {
                 local: self.local_gateway.as_deref() == Some(g.name.as_str()),
                 demoted: g.recent_errors >= DEMOTED_ERRORS || g.backoff_ms.is_some(),
                 url: g.name,
+                origin: g.origin,
                 requests: g.requests,
                 blocks: g.blocks,
                 not_found: g.not_found,

@@ -111,6 +111,10 @@ pub struct GatewayStatus {
     pub url: String,
     /// True for the local gateway found by the start-up probe.
     pub local: bool,
+    /// `config` (configured, or probed at start) or `routing` (a provider found through
+    /// delegated routing).
+    #[serde(default)]
+    pub origin: String,
     /// Requests sent.
     pub requests: u64,
     /// Blocks delivered.
@@ -205,6 +209,9 @@ impl Status {
             let mut state = Vec::new();
             if g.local {
                 state.push("local".to_owned());
+            }
+            if g.origin == crate::fetch::ORIGIN_ROUTING {
+                state.push("found through routing".to_owned());
             }
             if g.dropped {
                 state.push("DROPPED (sent a bad block)".to_owned());

@@ -17,9 +17,15 @@
 //!
 //! A source that sends a wrong block is dropped for the rest of the session (logged at warn).
 //! The result is `NotFound` only when every usable source said so.
+//!
+//! Sources can be added while the fetcher runs ([`Fetcher::add_gateway`], for providers found
+//! through delegated routing); they are appended, so a source's index never changes. One fetch
+//! in a few also sends its request, on the side, to a demoted source that has not been asked
+//! for a while (`health::probe_pick`), so that a source that recovers earns its rank back.
 
 use std::collections::HashSet;
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, RwLock};
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
@@ -27,7 +33,7 @@ use cid::Cid;
 use tokio::sync::Semaphore;
 use tracing::Instrument;
 
-use super::health::{Health, SourceStats};
+use super::health::{probe_pick, Health, SourceStats};
 use super::{precheck, BlockSource, FetchError, GatewayClient, SingleFlight};
 use crate::block::Block;
 
@@ -81,10 +87,16 @@ pub struct Fetcher {
 }
 
 struct Inner {
-    sources: Vec<Source>,
+    /// Appended to only (indices stay valid); readers take a snapshot. The lock is held
+    /// only to clone or replace the `Arc` (no `.await` while held).
+    sources: RwLock<Arc<Vec<Arc<Source>>>>,
     config: FetcherConfig,
     permits: Semaphore,
     flights: SingleFlight<Cid, Result<(Block, Arc<str>), FetchError>>,
+    /// The HTTP client gateways added later share (`None` until one is needed).
+    http: Mutex<Option<reqwest::Client>>,
+    /// Fetches started, for the one-in-N side probe.
+    fetches: AtomicU64,
 }
 
 struct Source {
@@ -95,6 +107,8 @@ struct Source {
     /// Guarded by a `std::sync::Mutex`: each critical section reads or updates counters
     /// and never holds the lock across an `.await`.
     health: Mutex<Health>,
+    /// `config` or `routing` (see [`SourceStats::origin`]).
+    origin: Arc<str>,
 }
 
 impl Source {
@@ -106,23 +120,55 @@ impl Source {
 impl Fetcher {
     /// A fetcher over `sources`, in order of preference while nothing is known about them.
     pub fn new(sources: Vec<Arc<dyn BlockSource>>, config: FetcherConfig) -> Fetcher {
-        let now = Instant::now();
         let sources = sources
             .into_iter()
-            .map(|src| Source {
-                name: Arc::from(src.name()),
-                src,
-                health: Mutex::new(Health::new(now)),
-            })
+            .map(|src| Arc::new(Source::new(src, ORIGIN_CONFIG)))
             .collect();
         Fetcher {
             inner: Arc::new(Inner {
-                sources,
+                sources: RwLock::new(Arc::new(sources)),
                 permits: Semaphore::new(config.max_in_flight.max(1)),
                 config,
                 flights: SingleFlight::new(),
+                http: Mutex::new(None),
+                fetches: AtomicU64::new(0),
             }),
         }
+    }
+
+    /// Adds a trustless gateway at `url` as one more source (after the others), health-scored
+    /// like them; `origin` says where it was found (shown in status). `Ok(false)` when a
+    /// source of that name is already there.
+    pub fn add_gateway(&self, url: &str, origin: &str) -> Result<bool, FetchError> {
+        let name = url.trim_end_matches('/');
+        if self.inner.sources().iter().any(|s| &*s.name == name) {
+            return Ok(false);
+        }
+        let http = {
+            let mut slot = self.inner.http.lock().unwrap_or_else(|e| e.into_inner());
+            match &*slot {
+                Some(c) => c.clone(),
+                None => slot.insert(GatewayClient::http_client()?).clone(),
+            }
+        };
+        let client = GatewayClient::with_client(url, http, self.inner.config.attempt_timeout)?;
+        Ok(self.add_source(Arc::new(client), origin))
+    }
+
+    /// Appends `src` (unless a source of the same name is there); whether it was added.
+    pub fn add_source(&self, src: Arc<dyn BlockSource>, origin: &str) -> bool {
+        let mut guard = self
+            .inner
+            .sources
+            .write()
+            .unwrap_or_else(|e| e.into_inner());
+        if guard.iter().any(|s| &*s.name == src.name()) {
+            return false;
+        }
+        let mut next = Vec::clone(&guard);
+        next.push(Arc::new(Source::new(src, origin)));
+        *guard = Arc::new(next);
+        true
     }
 
     /// A fetcher over trustless gateways (the CLI's repeated `--gateway URL`), sharing one
@@ -132,6 +178,7 @@ impl Fetcher {
         config: FetcherConfig,
     ) -> Result<Fetcher, FetchError> {
         let http = GatewayClient::http_client()?;
+        let shared = http.clone();
         let sources = urls
             .iter()
             .map(|u| {
@@ -139,7 +186,9 @@ impl Fetcher {
                     .map(|g| Arc::new(g) as Arc<dyn BlockSource>)
             })
             .collect::<Result<Vec<_>, _>>()?;
-        Ok(Fetcher::new(sources, config))
+        let fetcher = Fetcher::new(sources, config);
+        *fetcher.inner.http.lock().unwrap_or_else(|e| e.into_inner()) = Some(shared);
+        Ok(fetcher)
     }
 
     /// The configuration.
@@ -151,9 +200,9 @@ impl Fetcher {
     pub fn stats(&self) -> Vec<SourceStats> {
         let now = Instant::now();
         self.inner
-            .sources
+            .sources()
             .iter()
-            .map(|s| s.health().snapshot(s.src.name(), now))
+            .map(|s| s.health().snapshot(s.src.name(), &s.origin, now))
             .collect()
     }
 
@@ -169,7 +218,7 @@ impl Fetcher {
     /// How many sources are still in use (not dropped for sending a bad block).
     pub fn live_sources(&self) -> usize {
         self.inner
-            .sources
+            .sources()
             .iter()
             .filter(|s| !s.health().dropped)
             .count()
@@ -197,6 +246,7 @@ impl Fetcher {
             .flights
             .run(cid, move || {
                 async move {
+                    Inner::maybe_probe(&inner, cid);
                     let after = inner.config.deadline;
                     match tokio::time::timeout(after, inner.fetch(cid)).await {
                         Ok(r) => r,
@@ -218,7 +268,50 @@ impl Fetcher {
     }
 }
 
+/// [`SourceStats::origin`] of the sources a fetcher was built with.
+pub const ORIGIN_CONFIG: &str = "config";
+/// [`SourceStats::origin`] of providers found through delegated routing.
+pub const ORIGIN_ROUTING: &str = "routing";
+
+impl Source {
+    fn new(src: Arc<dyn BlockSource>, origin: &str) -> Source {
+        Source {
+            name: Arc::from(src.name().trim_end_matches('/')),
+            src,
+            health: Mutex::new(Health::new(Instant::now())),
+            origin: Arc::from(origin),
+        }
+    }
+}
+
 impl Inner {
+    /// The sources now (a snapshot; later additions are not in it).
+    fn sources(&self) -> Arc<Vec<Arc<Source>>> {
+        Arc::clone(&self.sources.read().unwrap_or_else(|e| e.into_inner()))
+    }
+
+    /// One fetch in [`super::health::PROBE_EVERY`]: if a demoted source has been idle for a
+    /// while, sends it this request on a detached task whose answer only updates its health
+    /// (bounded by the per-attempt timeout; the reader does not wait for it).
+    fn maybe_probe(inner: &Arc<Inner>, cid: Cid) {
+        let nth = inner.fetches.fetch_add(1, Ordering::Relaxed) + 1;
+        let sources = inner.sources();
+        let now = Instant::now();
+        let views: Vec<_> = sources.iter().map(|s| s.health().probe_view(now)).collect();
+        let Some(i) = probe_pick(&views, nth) else {
+            return;
+        };
+        if let Some(s) = sources.get(i) {
+            s.health().probes += 1;
+            tracing::debug!(url = %s.name, "probing a demoted source");
+        }
+        let inner = Arc::clone(inner);
+        tokio::spawn(async move {
+            let outcome = inner.attempt(i, cid).await;
+            inner.settle(cid, outcome, &mut GetState::default());
+        });
+    }
+
     /// Picks the next source for `cid`: `Ok(index)`, or `Err(Some(t))` when every candidate
     /// is backing off until `t`, or `Err(None)` when no candidate is left.
     fn pick(
@@ -229,7 +322,7 @@ impl Inner {
         let now = Instant::now();
         let mut best: Option<(bool, f64, usize)> = None;
         let mut earliest: Option<Instant> = None;
-        for (i, s) in self.sources.iter().enumerate() {
+        for (i, s) in self.sources().iter().enumerate() {
             if excluded.contains(&i) {
                 continue;
             }
@@ -256,7 +349,8 @@ impl Inner {
     /// One request to source `i`: holds a permit, counts the request, cuts it at the
     /// per-attempt timeout.
     async fn attempt(&self, i: usize, cid: Cid) -> Outcome {
-        let Some(source) = self.sources.get(i) else {
+        let sources = self.sources();
+        let Some(source) = sources.get(i) else {
             return Outcome {
                 source: i,
                 result: Err(FetchError::NoSources { cid }),
@@ -271,7 +365,7 @@ impl Inner {
                 took: Duration::ZERO,
             };
         };
-        source.health().requests += 1;
+        source.health().on_request(Instant::now());
         let start = Instant::now();
         let result = tokio::time::timeout(self.config.attempt_timeout, source.src.get(&cid))
             .await
@@ -293,7 +387,7 @@ impl Inner {
     /// three times the source's latency EWMA (a rough p90) if that is longer.
     fn hedge_delay(&self, i: usize) -> Option<Duration> {
         let min = self.config.hedge_after?;
-        let ewma = self.sources.get(i)?.health().latency_ewma_ms();
+        let ewma = self.sources().get(i)?.health().latency_ewma_ms();
         let typical = ewma.map_or(Duration::ZERO, |ms| {
             Duration::from_secs_f64(ms * 3.0 / 1000.0)
         });
@@ -339,7 +433,8 @@ impl Inner {
             result,
             took,
         } = outcome;
-        let source = self.sources.get(i)?;
+        let sources = self.sources();
+        let source = sources.get(i)?;
         let name = source.src.name().to_string();
         let e = match result {
             Ok(block) => {
@@ -398,8 +493,9 @@ impl Inner {
                 }
             }
         }
-        let mut live = (0..self.sources.len())
-            .filter(|i| self.sources.get(*i).is_some_and(|s| !s.health().dropped))
+        let sources = self.sources();
+        let mut live = (0..sources.len())
+            .filter(|i| sources.get(*i).is_some_and(|s| !s.health().dropped))
             .peekable();
         if live.peek().is_some() && live.all(|i| st.not_found.contains(&i)) {
             return Err(FetchError::NotFound { cid });

@@ -7,6 +7,9 @@
 //! single-flight, a deadline per `get`). Every block leaves this module verified: a source
 //! that sends bytes that do not hash to the CID is dropped for the rest of the session.
 //!
+//! The delegated-routing client for HTTP providers ([`routing`]: find gateways that provide a
+//! CID, announce one) lives here too.
+//!
 //! The publisher's client for a `distfs serve` target ([`PushClient`]: block presence, CAR
 //! upload, IPNS records) and the IPFS Pinning Service API client ([`pinning`]) live here
 //! too, so that `reqwest` stays in this module; [`multiaddr`] turns gateway multiaddrs into
@@ -37,8 +40,9 @@ pub mod multiaddr;
 pub mod pinning;
 mod push;
 mod record;
+pub mod routing;
 
-pub use fetcher::{Fetcher, FetcherConfig};
+pub use fetcher::{Fetcher, FetcherConfig, ORIGIN_CONFIG, ORIGIN_ROUTING};
 pub use flight::{FlightLost, SingleFlight};
 pub use gateway::{GatewayClient, DEFAULT_REQUEST_TIMEOUT};
 pub use health::SourceStats;

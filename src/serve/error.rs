@@ -6,6 +6,8 @@ use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use cid::Cid;
 
+use crate::fetch::FetchError;
+use crate::store::cache::CacheError;
 use crate::store::StoreError;
 
 /// Why the gateway refused or failed a request.
@@ -105,15 +107,34 @@ impl ServeError {
             ServeError::NotCached { .. } => StatusCode::PRECONDITION_FAILED,
             ServeError::RangeNotSatisfiable { .. } => StatusCode::RANGE_NOT_SATISFIABLE,
             ServeError::Busy { .. } => StatusCode::TOO_MANY_REQUESTS,
-            ServeError::Store(_) | ServeError::Walk(_) | ServeError::Internal { .. } => {
-                StatusCode::INTERNAL_SERVER_ERROR
-            }
+            ServeError::Store(e) => store_status(e),
+            ServeError::Walk(e) => match &**e {
+                crate::walk::WalkError::Store { source, .. } => store_status(source),
+                _ => StatusCode::INTERNAL_SERVER_ERROR,
+            },
+            ServeError::Internal { .. } => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
 
     /// Shorthand for [`ServeError::BadRequest`].
     pub fn bad_request(what: impl Into<String>) -> ServeError {
         ServeError::BadRequest { what: what.into() }
+    }
+}
+
+/// A store failure's status: an upstream fetch that ran out of time is 504, any other
+/// upstream failure 502 (SPECS.md §6.2, recursive gateways), a local store failure 500.
+fn store_status(e: &StoreError) -> StatusCode {
+    let StoreError::Io { source, .. } = e else {
+        return StatusCode::INTERNAL_SERVER_ERROR;
+    };
+    let upstream = source
+        .get_ref()
+        .and_then(|inner| inner.downcast_ref::<CacheError>());
+    match upstream {
+        Some(CacheError::Fetch(FetchError::Timeout { .. })) => StatusCode::GATEWAY_TIMEOUT,
+        Some(CacheError::Fetch(_) | CacheError::Offline { .. }) => StatusCode::BAD_GATEWAY,
+        Some(CacheError::Store(_)) | None => StatusCode::INTERNAL_SERVER_ERROR,
     }
 }
 
@@ -181,6 +202,41 @@ mod tests {
         for (err, code) in cases {
             assert_eq!(err.status().as_u16(), code, "{err}");
         }
+    }
+
+    #[test]
+    fn upstream_failures_are_502_and_504() {
+        let cid: Cid = "bafkqaaa".parse().unwrap();
+        // What the caching store's `BlockStore::get` turns a failed fetch into.
+        let wrapped = |e: FetchError| {
+            ServeError::Store(StoreError::Io {
+                path: "x".into(),
+                source: std::io::Error::other(CacheError::Fetch(e)),
+            })
+        };
+        let timeout = wrapped(FetchError::Timeout {
+            cid,
+            after: std::time::Duration::from_secs(1),
+        });
+        assert_eq!(timeout.status(), StatusCode::GATEWAY_TIMEOUT);
+        let corrupt = wrapped(FetchError::Corrupt {
+            cid,
+            url: "u".into(),
+        });
+        assert_eq!(corrupt.status(), StatusCode::BAD_GATEWAY);
+        let walk = ServeError::Walk(Box::new(crate::walk::WalkError::Store {
+            cid,
+            source: StoreError::Io {
+                path: "x".into(),
+                source: std::io::Error::other(CacheError::Fetch(FetchError::NoSources { cid })),
+            },
+        }));
+        assert_eq!(walk.status(), StatusCode::BAD_GATEWAY);
+        let local = ServeError::Store(StoreError::Io {
+            path: "x".into(),
+            source: std::io::Error::other("disk"),
+        });
+        assert_eq!(local.status(), StatusCode::INTERNAL_SERVER_ERROR);
     }
 
     #[tokio::test]

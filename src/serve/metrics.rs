@@ -12,7 +12,9 @@
 //! - `distfs_serve_request_duration_seconds{route}`: time from a request's arrival (queueing
 //!   for a slot included) to its response headers; a streamed body's time is not in it.
 //!
-//! The gateway has no upstream source yet, so there are no upstream fetch counters.
+//! - with `--upstream` (the site cache), `distfs_serve_upstream_{hits,misses,fetches,
+//!   fetched_bytes,corrupt_dropped}_total` and the gauges `distfs_serve_store_{bytes,blocks}`,
+//!   read from the caching store at scrape time.
 
 use std::time::Duration;
 
@@ -138,10 +140,70 @@ impl Metrics {
 
     /// The exposition text.
     pub fn encode(&self) -> String {
+        self.encode_with(None)
+    }
+
+    /// The exposition text, with the site cache's counters when there is one (they live in
+    /// the caching store, so they are written here at scrape time, before `# EOF`).
+    pub fn encode_with(&self, upstream: Option<&super::upstream::UpstreamStats>) -> String {
         let mut out = String::new();
         // Writing into a String cannot fail.
         let _ = encode(&mut out, &self.registry);
-        out
+        let Some(up) = upstream else {
+            return out;
+        };
+        let body = out.strip_suffix("# EOF\n").unwrap_or(&out).to_string();
+        let mut text = body;
+        let c = &up.cache;
+        for (name, help, value) in [
+            (
+                "upstream_hits",
+                "Blocks answered from the site cache's store",
+                c.hits,
+            ),
+            (
+                "upstream_misses",
+                "Blocks not in the site cache's store when asked",
+                c.misses,
+            ),
+            (
+                "upstream_fetches",
+                "Blocks fetched from upstream gateways",
+                c.fetches,
+            ),
+            (
+                "upstream_fetched_bytes",
+                "Verified bytes fetched from upstream gateways",
+                c.fetched_bytes,
+            ),
+            (
+                "upstream_corrupt_dropped",
+                "Stored blocks that failed verification and were dropped",
+                c.corrupt_dropped,
+            ),
+        ] {
+            text.push_str(&format!(
+                "# HELP distfs_serve_{name} {help}.\n# TYPE distfs_serve_{name} counter\ndistfs_serve_{name}_total {value}\n"
+            ));
+        }
+        for (name, help, value) in [
+            (
+                "store_bytes",
+                "Bytes held in the site cache's store",
+                up.bytes,
+            ),
+            (
+                "store_blocks",
+                "Blocks held in the site cache's store",
+                up.blocks,
+            ),
+        ] {
+            text.push_str(&format!(
+                "# HELP distfs_serve_{name} {help}.\n# TYPE distfs_serve_{name} gauge\ndistfs_serve_{name} {value}\n"
+            ));
+        }
+        text.push_str("# EOF\n");
+        text
     }
 }
 
@@ -201,5 +263,19 @@ mod tests {
             );
         }
         assert!(text.ends_with("# EOF\n"));
+    }
+
+    #[test]
+    fn upstream_counters_come_before_eof() {
+        let m = Metrics::default();
+        let mut up = crate::serve::upstream::UpstreamStats::default();
+        up.cache.hits = 7;
+        up.bytes = 99;
+        let text = m.encode_with(Some(&up));
+        assert!(text
+            .lines()
+            .any(|l| l == "distfs_serve_upstream_hits_total 7"));
+        assert!(text.lines().any(|l| l == "distfs_serve_store_bytes 99"));
+        assert!(text.ends_with("# EOF\n") && text.matches("# EOF").count() == 1);
     }
 }

@@ -3,14 +3,18 @@
 //!
 //! Routes: `GET|HEAD /ipfs/{cid}[/path]` (raw or CAR, chosen by `?format=` or `Accept`),
 //! `GET|HEAD /ipns/{name}` (record), `GET|HEAD|PUT /routing/v1/ipns/{name}` (record),
-//! `GET /debug/stats` (request counters as JSON, for tests and operators), `GET /metrics`
+//! `GET /routing/v1/providers/{cid}` and `PUT /routing/v1/providers` (HTTP providers announced
+//! here, see [`providers`]),
+//! `GET /debug/stats` (request counters as JSON, for tests and operators; with the site
+//! cache's hits, misses and upstream fetches when it has upstreams), `GET /metrics`
 //! (Prometheus metrics, unless turned off), and
 //! `POST /api/v1/car` (authenticated block upload, off unless a token is configured), and
 //! `/pins[/{requestid}]` (the IPFS Pinning Service API, [`pins`], off unless a token is
 //! configured).
 //!
 //! Parts: [`request`] parses (pure), [`raw`] and [`car`] answer `/ipfs/`, [`ipns`] holds and
-//! answers records, [`upload`] takes CAR uploads, [`sources`] builds the block sources, [`stats`] counts and logs,
+//! answers records, [`upload`] takes CAR uploads, [`sources`] builds the block sources,
+//! [`upstream`] is the site cache (`--upstream`: misses fetched, verified and kept), [`stats`] counts and logs,
 //! [`metrics`] keeps the Prometheus metrics,
 //! [`error`] is the one status table. Every request runs under a concurrency limit whose
 //! permit is held until its body has been sent.
@@ -35,17 +39,20 @@ pub mod error;
 pub mod ipns;
 pub mod metrics;
 pub mod pins;
+pub mod providers;
 pub mod raw;
 pub mod request;
 pub mod sources;
 pub mod stats;
 pub mod upload;
+pub mod upstream;
 
 pub use error::ServeError;
 pub use ipns::IpnsRecords;
 pub use sources::{SourceError, Sources};
 pub use stats::{RouteKind, StatsSnapshot};
 pub use upload::{UploadConfig, UploadStats, Uploads};
+pub use upstream::{Upstream, UpstreamConfig, UpstreamStats};
 
 use request::{negotiate, parse_content_path, Query, Wanted};
 use stats::tagged;
@@ -93,6 +100,9 @@ pub struct GatewaySources {
     pub upload_token_file: Option<PathBuf>,
     /// Largest upload body in bytes (`None` = [`upload::DEFAULT_MAX_UPLOAD`]).
     pub upload_max_bytes: Option<usize>,
+    /// Upstream gateways that fill misses into a caching store (the site cache); its
+    /// directory replaces the first of `stores`, which is then asked last.
+    pub upstream: Option<UpstreamConfig>,
 }
 
 /// The gateway's shared state.
@@ -105,6 +115,10 @@ pub struct Gateway {
     config: GatewayConfig,
     uploads: Option<Uploads>,
     pins: Option<Arc<pins::PinService>>,
+    upstream: Option<Upstream>,
+    providers: providers::Providers,
+    accept_providers: bool,
+    car_roots: Vec<cid::Cid>,
 }
 
 impl Gateway {
@@ -119,6 +133,10 @@ impl Gateway {
             config,
             uploads: None,
             pins: None,
+            upstream: None,
+            providers: providers::Providers::new(),
+            accept_providers: false,
+            car_roots: Vec::new(),
         }
     }
 
@@ -131,6 +149,32 @@ impl Gateway {
     /// The pin service, when it is on.
     pub fn pins(&self) -> Option<&Arc<pins::PinService>> {
         self.pins.as_ref()
+    }
+
+    /// The site cache, when the gateway has upstreams.
+    pub fn upstream(&self) -> Option<&Upstream> {
+        self.upstream.as_ref()
+    }
+
+    /// The header roots of the CAR files loaded at start (what `--announce` names).
+    pub fn car_roots(&self) -> &[cid::Cid] {
+        &self.car_roots
+    }
+
+    /// Accepts provider announcements (`PUT /routing/v1/providers`).
+    pub fn with_provider_announcements(mut self) -> Gateway {
+        self.accept_providers = true;
+        self
+    }
+
+    /// Whether provider announcements are taken.
+    pub fn accepts_announcements(&self) -> bool {
+        self.accept_providers
+    }
+
+    /// The HTTP providers announced here.
+    pub fn providers(&self) -> &providers::Providers {
+        &self.providers
     }
 
     /// Accepts block uploads as `config` says.
@@ -151,17 +195,35 @@ impl Gateway {
     ) -> Result<Gateway, SourceError> {
         let mut list = Sources::new();
         let mut writable = None;
+        let upstream = match &sources.upstream {
+            Some(up) => Some(Upstream::open(up).await?),
+            None => None,
+        };
+        if let Some(up) = &upstream {
+            writable = Some(up.cache().disk().clone());
+        }
         for dir in &sources.stores {
+            if upstream.is_some() && Some(dir) == sources.upstream.as_ref().map(|u| &u.dir) {
+                continue;
+            }
             let store = DiskStore::open(dir)?;
             writable.get_or_insert_with(|| store.clone());
             list.push(Arc::new(store));
         }
+        let mut car_roots = Vec::new();
         for path in &sources.cars {
-            let (mem, _roots) = sources::load_car(path).await?;
+            let (mem, roots) = sources::load_car(path).await?;
+            car_roots.extend(roots);
             tracing::info!(path = %path.display(), blocks = mem.len(), "loaded CAR");
             list.push(Arc::new(mem));
         }
+        // The site cache goes last: what local stores and CARs hold is never fetched.
+        if let Some(up) = &upstream {
+            list.push(Arc::new(up.cache().clone()));
+        }
         let mut gw = Gateway::new(Arc::new(list), config);
+        gw.upstream = upstream;
+        gw.car_roots = car_roots;
         if let Some(path) = &sources.upload_token_file {
             let store = writable.ok_or(SourceError::UploadNeedsStore)?;
             let token = read_token(path).await?;
@@ -201,6 +263,7 @@ impl Gateway {
         if let Some(up) = &self.uploads {
             snap.uploads = up.stats();
         }
+        snap.upstream = self.upstream.as_ref().map(Upstream::stats);
         snap
     }
 
@@ -245,6 +308,11 @@ pub fn router(state: Arc<Gateway>) -> Router {
             "/routing/v1/ipns/{name}",
             get(ipns::routing_handler).put(ipns::routing_put_handler),
         )
+        .route(
+            "/routing/v1/providers",
+            axum::routing::put(providers::put_handler),
+        )
+        .route("/routing/v1/providers/{cid}", get(providers::get_handler))
         .route("/debug/stats", get(stats_handler))
         .route("/api/v1/car", post(upload::upload_handler))
         .route("/pins", get(pins::api::list).post(pins::api::add))
@@ -292,7 +360,8 @@ async fn ipfs_handler(
         Err(e) => return tagged(RouteKind::Other, None, Err(e)),
     };
     let cid = Some(path.cid);
-    // Every source is local today, so only-if-cached is just "is the root here".
+    // `has` never fetches (the site cache answers from its store), so only-if-cached is
+    // "is the root here".
     let only_if_cached = header_str(headers, header::CACHE_CONTROL)
         .is_some_and(|v| v.to_ascii_lowercase().contains("only-if-cached"));
     if only_if_cached {
@@ -338,7 +407,8 @@ async fn stats_handler(State(gw): State<Arc<Gateway>>) -> Response {
 }
 
 async fn metrics_handler(State(gw): State<Arc<Gateway>>) -> Response {
-    let mut resp = gw.metrics.encode().into_response();
+    let upstream = gw.upstream.as_ref().map(Upstream::stats);
+    let mut resp = gw.metrics.encode_with(upstream.as_ref()).into_response();
     set(
         resp.headers_mut(),
         header::CONTENT_TYPE,
@@ -350,7 +420,7 @@ async fn metrics_handler(State(gw): State<Arc<Gateway>>) -> Response {
 async fn fallback(req: Request) -> Response {
     ServeError::BadRequest {
         what: format!(
-            "no such route {} (this gateway serves /ipfs/, /ipns/ and /routing/v1/ipns/)",
+            "no such route {} (this gateway serves /ipfs/, /ipns/, /routing/v1/ipns/ and /routing/v1/providers/)",
             req.uri().path().chars().take(200).collect::<String>()
         ),
     }

@@ -1,5 +1,5 @@
 //! Where the gateway's blocks come from: [`Sources`], a [`BlockStore`] that asks each source
-//! in order (disk stores, CAR files loaded into memory; later an upstream), and
+//! in order (disk stores, CAR files loaded into memory, then the site cache of `upstream`), and
 //! [`load_car`], which reads a CAR file into a [`MemStore`] with every block verified.
 
 use std::path::{Path, PathBuf};
@@ -48,6 +48,9 @@ pub enum SourceError {
     /// The upload token file is unusable.
     #[error("upload token file {path}: {reason}")]
     UploadToken { path: PathBuf, reason: String },
+    /// The upstreams or the site cache directory cannot be used.
+    #[error("site cache: {0}")]
+    Upstream(String),
     /// A start-up task died.
     #[error("loading sources: {0}")]
     Task(String),

@@ -60,7 +60,7 @@ pub fn tagged(kind: RouteKind, cid: Option<Cid>, result: Result<Response, ServeE
 }
 
 /// A point-in-time copy of the counters.
-#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize)]
+#[derive(Clone, Debug, Default, PartialEq, serde::Serialize)]
 pub struct StatsSnapshot {
     /// Every request seen.
     pub total: u64,
@@ -72,6 +72,9 @@ pub struct StatsSnapshot {
     pub other_cids: u64,
     /// Block uploads (all zero when uploads are off).
     pub uploads: super::upload::UploadStats,
+    /// The site cache's hits, misses and upstream fetches (`None` without `--upstream`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub upstream: Option<super::upstream::UpstreamStats>,
 }
 
 /// Live counters. The mutex guards only a map update (no `.await` while held).
@@ -108,6 +111,7 @@ impl Stats {
                 .collect(),
             other_cids: self.other_cids.load(Ordering::Relaxed),
             uploads: Default::default(),
+            upstream: None,
         }
     }
 }
