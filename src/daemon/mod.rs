@@ -15,6 +15,7 @@ mod follow;
 pub mod metrics;
 pub mod pin;
 pub mod probe;
+mod projects;
 pub mod protocol;
 mod state;
 pub mod status;
@@ -234,7 +235,12 @@ pub fn run(config: Config) -> Result<(), DaemonError> {
         let holds = store.clone();
         view = view.with_holds(Arc::new(move || holds.hold()));
     }
-    let view = Arc::new(view);
+    // Projects of their own names: followers start when first needed (configured ones at
+    // mount time), through this channel; the task receiving it starts after the mount.
+    let union = Arc::new(crate::dist::union::Union::new(config.projects.clone()));
+    let (start_tx, start_rx) = tokio::sync::mpsc::unbounded_channel();
+    union.set_starter(start_tx);
+    let view = Arc::new(view.with_union(Arc::clone(&union)));
     view.set_root_info(follow::root_info(&spec, &first));
     runtime
         .block_on(view.readdir(crate::dist::ROOT_INO))
@@ -295,13 +301,23 @@ pub fn run(config: Config) -> Result<(), DaemonError> {
     if let Some(cell) = name {
         let follow = Follow {
             spec: spec.clone(),
-            resolver,
+            resolver: Arc::clone(&resolver),
             view: view.clone(),
             invalidator: Invalidator::new(&session),
             min_ttl: config.min_ttl,
             cell,
         };
         runtime.spawn(follow.run(first.ttl, refresh_rx));
+    }
+    let followers = projects::Followers {
+        resolver: Arc::clone(&resolver),
+        view: view.clone(),
+        invalidator: Arc::new(Invalidator::new(&session)),
+        min_ttl: config.min_ttl,
+    };
+    runtime.spawn(followers.run(start_rx));
+    for p in union.configured() {
+        union.start(p);
     }
     // The FUSE connection's device number, for the fusectl abort of last resort.
     let fuse_dev = std::fs::metadata(&config.mountpoint).map(|m| m.dev()).ok();
