@@ -466,3 +466,119 @@ fn a_thousand_entry_hub_lists_without_resolving() {
         .collect();
     assert_eq!(resolved, ["p0500"], "{st:#}");
 }
+
+/// Runs `distfs ARGS...`; its stdout, or a panic with its stderr.
+fn distfs_ok(args: &[&str]) -> String {
+    let out = harness::run_ok(support::distfs_bin().to_str().unwrap(), args);
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+#[test]
+fn an_author_publishes_alone_and_a_curator_lists_it() {
+    let tmp = tempdir();
+    let p = |rel: &str| tmp.path().join(rel).display().to_string();
+    let token = write_bytes(&tmp.path().join("token"), b"hub-test-token\n");
+    let serve = Serve::start_with(
+        &tmp.path().join("store"),
+        &[
+            std::ffi::OsStr::new("--upload-token-file"),
+            token.as_os_str(),
+        ],
+        std::process::Stdio::null(),
+    );
+    let author = distfs_ok(&["key", "gen", &p("author.key")])
+        .trim()
+        .to_string();
+    let curator = distfs_ok(&["key", "gen", &p("hub.key")]).trim().to_string();
+    let target = [
+        "--to",
+        serve.url.as_str(),
+        "--token-file",
+        token.to_str().unwrap(),
+        "--ttl",
+        "1s",
+    ];
+    let publish = |version: &str, seed: &str| {
+        let file = write_det(&tmp.path().join(version).join("hello.bin"), seed, 70_000);
+        let mut args = vec!["publish", "--key"];
+        let key = p("author.key");
+        args.extend([
+            key.as_str(),
+            "--single",
+            "--project",
+            "hello",
+            "--version",
+            version,
+        ]);
+        args.extend(target);
+        args.push(file.to_str().unwrap());
+        distfs_ok(&args)
+    };
+    let said = publish("1.0.0", "hello-1");
+    assert!(said.contains("sequence 0"), "{said}");
+
+    // The curator lists the author's project, pinned to the author's key.
+    let hub_key = p("hub.key");
+    let root = format!("/ipns/{author}");
+    let mut add = vec![
+        "hub",
+        "add",
+        "hello",
+        root.as_str(),
+        "--publisher",
+        author.as_str(),
+    ];
+    add.extend(["--key", hub_key.as_str()]);
+    add.extend(target);
+    let said = distfs_ok(&add);
+    assert!(said.contains("entries 1"), "{said}");
+    // A hostile name is refused before anything is published.
+    let mut bad = vec!["hub", "add", "..", root.as_str(), "--key", hub_key.as_str()];
+    bad.extend(target);
+    let out = harness::run(support::distfs_bin().to_str().unwrap(), &bad);
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+
+    let mount_root = format!("/ipns/{curator}");
+    let cache = tmp.path().join("cache");
+    let mnt = Mount::try_start(
+        &tmp.path().join("mnt"),
+        &MountOpts {
+            root: &mount_root,
+            gateways: &[&serve.url],
+            cache: &cache,
+            extra: &["--min-ttl", "1", "--max-ttl", "2"],
+        },
+    )
+    .unwrap();
+    assert_eq!(ls(&mnt.dir), ["hello", "projects.json"]);
+    assert_eq!(ls(&mnt.path("hello")), ["1.0.0", "latest", "versions"]);
+    assert!(
+        std::fs::read(mnt.path("hello/latest/hello.bin")).unwrap() == det_bytes("hello-1", 70_000)
+    );
+    assert!(mnt.path("hello/1.0.0/dist.json").exists());
+
+    // The author publishes again on their own: the mount follows.
+    publish("1.1.0", "hello-2");
+    poll(
+        "hello's latest to move to 1.1.0",
+        Duration::from_secs(30),
+        || (link(&mnt.path("hello/latest")) == "1.1.0").then_some(()),
+    );
+    assert!(
+        std::fs::read(mnt.path("hello/latest/hello.bin")).unwrap() == det_bytes("hello-2", 70_000)
+    );
+    let st = status(&cache);
+    assert_eq!(project(&st, "hello")["sequence"], 1, "{st:#}");
+
+    // The curator drops the entry: it leaves /dist when the hub's record is next read.
+    let mut remove = vec!["hub", "remove", "hello", "--key", hub_key.as_str()];
+    remove.extend(target);
+    let said = distfs_ok(&remove);
+    assert!(
+        said.contains("entries 0") && said.contains("sequence 1"),
+        "{said}"
+    );
+    poll("hello to leave /dist", Duration::from_secs(30), || {
+        (ls(&mnt.dir) == ["projects.json"]).then_some(())
+    });
+}
