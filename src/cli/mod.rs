@@ -6,6 +6,7 @@ use clap::{Parser, Subcommand};
 mod add;
 mod doctor;
 mod gc;
+mod hub;
 mod key;
 mod man;
 mod mount;
@@ -34,6 +35,8 @@ enum Command {
     Mount(mount::MountArgs),
     /// Add a version of a project to a distribution and push it with a new IPNS record.
     Publish(publish::PublishArgs),
+    /// Add, update or remove one entry of a hub's `projects.json` and republish the hub.
+    Hub(hub::HubArgs),
     /// Ask the running mount on a cache dir to re-resolve its root now.
     Refresh(refresh::RefreshArgs),
     /// Run a trustless HTTP gateway over a block store and CAR files.
@@ -64,6 +67,7 @@ pub fn main() -> i32 {
         Command::Key(args) => key::run(args),
         Command::Mount(args) => mount::run(args),
         Command::Publish(args) => publish::run(args),
+        Command::Hub(args) => hub::run(args),
         Command::Refresh(args) => refresh::run(args),
         Command::Serve(args) => serve::run(args),
         Command::Trace(args) => trace::run(args),

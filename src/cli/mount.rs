@@ -78,6 +78,12 @@ pub struct MountArgs {
     /// 127.0.0.1:9477; port 0 picks one, shown by `distfs status`).
     #[arg(long, value_name = "ADDR")]
     pub metrics_listen: Option<std::net::SocketAddr>,
+    /// Add /dist/NAME, a project of its own name: ROOT (/ipns/<key>, /ipns/<domain> or
+    /// /ipfs/<cid>) is that project's tree (version directories, `versions`), followed on
+    /// its own TTL (repeatable; `[projects]` in the config file, where a publisher key can
+    /// be pinned too).
+    #[arg(long = "project", value_name = "NAME=ROOT", value_parser = config::parse_project_arg)]
+    pub projects: Vec<(String, distfs::dist::hub::ProjectSource)>,
 }
 
 impl MountArgs {
@@ -121,6 +127,7 @@ impl MountArgs {
             trace: self.trace,
             metrics_listen: self.metrics_listen,
             local_gateway,
+            projects: (!self.projects.is_empty()).then(|| self.projects.into_iter().collect()),
         })
     }
 }

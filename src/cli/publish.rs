@@ -24,6 +24,10 @@ pub struct PublishArgs {
     /// Project directory name (e.g. `kubo`).
     #[arg(long, value_name = "NAME")]
     project: String,
+    /// The key's name is this one project's own tree (version directories at its root; no
+    /// distribution above it), as `distfs mount --project NAME=/ipns/KEY` shows it.
+    #[arg(long)]
+    single: bool,
     /// Version directory name (e.g. `v1.2.0`); must not exist yet.
     #[arg(long, value_name = "VER")]
     version: String,
@@ -75,18 +79,7 @@ pub struct PublishArgs {
 
 /// Runs a publish.
 pub fn run(args: PublishArgs) -> anyhow::Result<()> {
-    let token = match (&args.token_file, &args.token) {
-        (Some(path), _) => {
-            let text = std::fs::read_to_string(path)
-                .with_context(|| format!("reading the token file {}", path.display()))?;
-            text.lines().next().unwrap_or_default().trim().to_string()
-        }
-        (None, Some(t)) => t.trim().to_string(),
-        (None, None) => bail!("an upload token is needed: pass --token-file FILE"),
-    };
-    if token.is_empty() {
-        bail!("the upload token is empty");
-    }
+    let token = read_token(args.token_file.as_ref(), args.token.as_ref())?;
     let pinners = pin_clients(&args)?;
     let key = Keypair::load(&args.key)
         .with_context(|| format!("loading the key {}", args.key.display()))?;
@@ -107,6 +100,7 @@ pub fn run(args: PublishArgs) -> anyhow::Result<()> {
         files: args.files,
         owner: args.owner,
         description: args.description,
+        single: args.single,
     };
     let client = PushClient::new(&args.to, DEFAULT_PUSH_TIMEOUT)
         .with_context(|| format!("target {}", args.to))?;
@@ -205,8 +199,25 @@ fn report_pins(outcomes: &[PinOutcome], wait: Duration) {
     }
 }
 
+/// The upload token from `--token-file FILE` (its first line) or `--token`.
+pub(super) fn read_token(file: Option<&PathBuf>, token: Option<&String>) -> anyhow::Result<String> {
+    let token = match (file, token) {
+        (Some(path), _) => {
+            let text = std::fs::read_to_string(path)
+                .with_context(|| format!("reading the token file {}", path.display()))?;
+            text.lines().next().unwrap_or_default().trim().to_string()
+        }
+        (None, Some(t)) => t.trim().to_string(),
+        (None, None) => bail!("an upload token is needed: pass --token-file FILE"),
+    };
+    if token.is_empty() {
+        bail!("the upload token is empty");
+    }
+    Ok(token)
+}
+
 /// A duration: a number with an optional unit `s`, `m`, `h` or `d` (seconds by default).
-fn parse_duration(text: &str) -> Result<Duration, String> {
+pub(super) fn parse_duration(text: &str) -> Result<Duration, String> {
     let t = text.trim();
     let (digits, unit) = match t.char_indices().last() {
         Some((i, c)) if c.is_ascii_alphabetic() => (&t[..i], c),

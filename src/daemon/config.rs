@@ -8,7 +8,12 @@
 //! `true`/`false`; SIZE values are strings like `"20G"`; seconds are integers. Unknown keys
 //! are errors. The file is `--config FILE`, else `$DISTFS_CONFIG`, else
 //! `/etc/distfs/config.toml` when it exists; a file named explicitly must exist.
+//!
+//! One table besides the flags: `[projects]`, a project of its own name per key (`NAME =
+//! "ROOT"` or `NAME = { root = "ROOT", publisher = "k51…" }`), the file form of the
+//! repeatable `--project NAME=ROOT`; a flag's project replaces the file's of the same name.
 
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
@@ -16,6 +21,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Deserializer};
 
+use crate::dist::hub::{self, ProjectSource};
 use crate::name::{IpnsName, RootSpec};
 use crate::store::quota::parse_size;
 
@@ -112,6 +118,67 @@ pub struct RawConfig {
     /// The local Kubo gateway to probe (`Some(None)`: turned off with `""`).
     #[serde(default, deserialize_with = "de_local_gateway")]
     pub local_gateway: Option<Option<SocketAddr>>,
+    /// Projects under names of their own (`[projects]`), checked as they are read.
+    #[serde(default, deserialize_with = "de_projects")]
+    pub projects: Option<BTreeMap<String, ProjectSource>>,
+}
+
+/// One `[projects]` value: `"ROOT"` or `{ root = "ROOT", publisher = "k51…" }`.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ProjectTable {
+    root: String,
+    publisher: Option<String>,
+}
+
+struct ProjectValue(ProjectSource);
+
+impl<'de> Deserialize<'de> for ProjectValue {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<ProjectValue, D::Error> {
+        struct Visit;
+        impl<'de> serde::de::Visitor<'de> for Visit {
+            type Value = ProjectValue;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("\"ROOT\" or { root = \"ROOT\", publisher = \"k51…\" }")
+            }
+            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<ProjectValue, E> {
+                hub::source_of(v, None).map(ProjectValue).map_err(E::custom)
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(
+                self,
+                map: A,
+            ) -> Result<ProjectValue, A::Error> {
+                let t =
+                    ProjectTable::deserialize(serde::de::value::MapAccessDeserializer::new(map))?;
+                hub::source_of(&t.root, t.publisher.as_deref())
+                    .map(ProjectValue)
+                    .map_err(serde::de::Error::custom)
+            }
+        }
+        d.deserialize_any(Visit)
+    }
+}
+
+fn de_projects<'de, D: Deserializer<'de>>(
+    d: D,
+) -> Result<Option<BTreeMap<String, ProjectSource>>, D::Error> {
+    let raw = BTreeMap::<String, ProjectValue>::deserialize(d)?;
+    let mut out = BTreeMap::new();
+    for (name, value) in raw {
+        hub::validate_project_name(&name)
+            .map_err(|e| serde::de::Error::custom(format!("[projects] name {name:?}: {e}")))?;
+        out.insert(name, value.0);
+    }
+    Ok(Some(out))
+}
+
+/// A `--project NAME=ROOT` argument.
+pub fn parse_project_arg(text: &str) -> Result<(String, ProjectSource), String> {
+    let (name, root) = text
+        .split_once('=')
+        .ok_or_else(|| format!("{text:?}: expected NAME=ROOT"))?;
+    hub::validate_project_name(name).map_err(|e| format!("project name {name:?}: {e}"))?;
+    Ok((name.to_string(), hub::source_of(root, None)?))
 }
 
 fn de_from_str<'de, D, T>(d: D) -> Result<Option<T>, D::Error>
@@ -193,6 +260,8 @@ pub struct Config {
     pub trace: Option<PathBuf>,
     /// Where to serve `/metrics`, if anywhere.
     pub metrics_listen: Option<SocketAddr>,
+    /// Projects under names of their own, by name.
+    pub projects: BTreeMap<String, ProjectSource>,
 }
 
 impl RawConfig {
@@ -253,6 +322,13 @@ impl RawConfig {
             trace: self.trace.or(file.trace),
             metrics_listen: self.metrics_listen.or(file.metrics_listen),
             local_gateway: self.local_gateway.or(file.local_gateway),
+            projects: match (file.projects, self.projects) {
+                (Some(mut f), Some(flags)) => {
+                    f.extend(flags);
+                    Some(f)
+                }
+                (f, flags) => flags.or(f),
+            },
         }
     }
 
@@ -349,6 +425,7 @@ impl RawConfig {
             background_fetch: self.background_fetch.unwrap_or(true),
             trace: self.trace,
             metrics_listen: self.metrics_listen,
+            projects: self.projects.unwrap_or_default(),
         })
     }
 }
@@ -474,6 +551,54 @@ mod tests {
         let raw = parse(&all).unwrap();
         assert!(raw.metrics_listen.is_some() && raw.local_gateway.is_some());
         raw.validate().unwrap();
+    }
+
+    #[test]
+    fn projects_table_and_flags() {
+        let k = "k51qzi5uqu5dk3v4rmjber23h16xnr23bsggmqqil9z2gduiis5se8dht36dam";
+        let file = parse(&format!(
+            "mountpoint = \"/m\"\n[projects]\nhello = \"/ipns/{k}\"\n\
+             tool = {{ root = \"/ipns/tool.example.org\", publisher = \"{k}\" }}\n"
+        ))
+        .unwrap();
+        let flags = RawConfig {
+            projects: Some(
+                [parse_project_arg("hello=/ipns/hello.example.org").unwrap()]
+                    .into_iter()
+                    .collect(),
+            ),
+            ..RawConfig::default()
+        };
+        let c = flags.over(file).validate().unwrap();
+        assert_eq!(c.projects.len(), 2);
+        assert_eq!(
+            c.projects["hello"].root.to_string(),
+            "/ipns/hello.example.org"
+        );
+        assert_eq!(
+            c.projects["tool"].publisher.as_ref().unwrap().to_string(),
+            k
+        );
+        for (bad, says) in [
+            (
+                "[projects]\n\"a/b\" = \"/ipns/x.org\"\n",
+                "[projects] name \"a/b\"",
+            ),
+            ("[projects]\nx = \"ipns/x.org\"\n", "line 2"),
+            (
+                "\n[projects]\nx = { root = \"/ipns/x.org\", pub = \"k\" }\n",
+                "line 3",
+            ),
+            (
+                "[projects]\nx = { root = \"/ipns/x.org\", publisher = \"nope\" }\n",
+                "publisher",
+            ),
+        ] {
+            let err = parse(bad).unwrap_err().to_string();
+            assert!(err.contains(says), "{bad}: {err}");
+        }
+        assert!(parse_project_arg("..=/ipns/x.org").is_err());
+        assert!(parse_project_arg("nameonly").is_err());
     }
 
     #[test]

@@ -17,6 +17,7 @@ mod follow;
 pub mod metrics;
 pub mod pin;
 pub mod probe;
+mod projects;
 pub mod protocol;
 mod state;
 pub mod status;
@@ -262,7 +263,12 @@ pub fn run(config: Config) -> Result<(), DaemonError> {
         let holds = store.clone();
         view = view.with_holds(Arc::new(move || holds.hold()));
     }
-    let view = Arc::new(view);
+    // Projects of their own names: followers start when first needed (configured ones at
+    // mount time), through this channel; the task receiving it starts after the mount.
+    let union = Arc::new(crate::dist::union::Union::new(config.projects.clone()));
+    let (start_tx, start_rx) = tokio::sync::mpsc::unbounded_channel();
+    union.set_starter(start_tx);
+    let view = Arc::new(view.with_union(Arc::clone(&union)));
     if !routing_clients.is_empty() && spec.is_mutable() {
         runtime.spawn(discover::follow_roots(
             Arc::new(routing_clients),
@@ -331,13 +337,23 @@ pub fn run(config: Config) -> Result<(), DaemonError> {
     if let Some(cell) = name {
         let follow = Follow {
             spec: spec.clone(),
-            resolver,
+            resolver: Arc::clone(&resolver),
             view: view.clone(),
             invalidator: Invalidator::new(&session),
             min_ttl: config.min_ttl,
             cell,
         };
         runtime.spawn(follow.run(first.ttl, refresh_rx));
+    }
+    let followers = projects::Followers {
+        resolver: Arc::clone(&resolver),
+        view: view.clone(),
+        invalidator: Arc::new(Invalidator::new(&session)),
+        min_ttl: config.min_ttl,
+    };
+    runtime.spawn(followers.run(start_rx));
+    for p in union.configured() {
+        union.start(p);
     }
     // The FUSE connection's device number, for the fusectl abort of last resort.
     let fuse_dev = std::fs::metadata(&config.mountpoint).map(|m| m.dev()).ok();

@@ -115,6 +115,10 @@ impl Shared {
                 max_in_flight: fetcher.config().max_in_flight as u64,
             },
             gateways,
+            projects: self.view.union().reports(),
+            clashes: self.view.union().clashes(),
+            hub_rejected: self.view.union().hub_problems().0,
+            hub_error: self.view.union().hub_problems().1,
         }
     }
 }

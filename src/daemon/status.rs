@@ -8,6 +8,13 @@
 //! - `cache`: `dir`, `bytes`, `blocks`, `limit`, `pinned_bytes`, `hits`, `misses`,
 //!   `hit_ratio`, `fetches`, `fetched_bytes`, `corrupt_dropped`, `evicted_blocks`,
 //!   `evicted_bytes`, `in_flight`, `max_in_flight`
+//! - `projects[]`: each project of its own name (configured, then hub entries): `name`,
+//!   `origin` (`configured`/`hub`), `root`, `publisher`, `state` (`unresolved`,
+//!   `resolving`, `ready`, `failed`), `cid`, `sequence`, `ttl_secs`, `source`,
+//!   `last_refresh_unix`, `error`, `failures`, `shown` (false when a clash hides it)
+//! - `clashes[]`: `name`, `shown` and `hidden` origins (`configured`, `main-root`, `hub`;
+//!   configured > main root > hub); `hub_rejected[]`: `[name, reason]` of each unusable
+//!   hub entry; `hub_error`: why the whole `projects.json` is unusable, if it is
 //! - `gateways[]`: `url`, `local` (the probed local gateway), `requests`, `blocks`,
 //!   `not_found`, `errors`, `bytes`, `latency_ewma_ms`, `recent_errors`, `demoted`,
 //!   `dropped`, `backoff_ms`
@@ -37,6 +44,18 @@ pub struct Status {
     pub cache: CacheStatus,
     /// Each block source.
     pub gateways: Vec<GatewayStatus>,
+    /// Projects of their own names.
+    #[serde(default)]
+    pub projects: Vec<crate::dist::union::ProjectReport>,
+    /// Names claimed by more than one origin, and who won.
+    #[serde(default)]
+    pub clashes: Vec<crate::dist::union::Clash>,
+    /// Hub entries rejected, with why.
+    #[serde(default)]
+    pub hub_rejected: Vec<(String, String)>,
+    /// Why the main root's `projects.json` is unusable, if it is.
+    #[serde(default)]
+    pub hub_error: Option<String>,
 }
 
 /// The mounted root.
@@ -182,6 +201,38 @@ impl Status {
             if let Some(e) = &n.last_refresh_error {
                 let _ = writeln!(s, "             last refresh failed: {e}");
             }
+        }
+        for p in &self.projects {
+            let _ = writeln!(
+                s,
+                "project:     {} ({}, {}) {}{}{}",
+                p.name,
+                p.origin,
+                p.root,
+                p.state,
+                p.cid.as_ref().map_or(String::new(), |c| format!(" → {c}")),
+                p.sequence
+                    .map_or(String::new(), |q| format!(" (sequence {q})")),
+            );
+            if let Some(e) = &p.error {
+                let _ = writeln!(s, "             error: {e}");
+            }
+        }
+        for c in &self.clashes {
+            let hidden: Vec<String> = c.hidden.iter().map(|o| o.to_string()).collect();
+            let _ = writeln!(
+                s,
+                "clash:       {}: the {} project is shown; hidden: {}",
+                c.name,
+                c.shown,
+                hidden.join(", ")
+            );
+        }
+        for (name, reason) in &self.hub_rejected {
+            let _ = writeln!(s, "hub entry:   {name:?} rejected: {reason}");
+        }
+        if let Some(e) = &self.hub_error {
+            let _ = writeln!(s, "hub index:   unusable: {e}");
         }
         let c = &self.cache;
         let _ = writeln!(

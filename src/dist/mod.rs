@@ -3,14 +3,17 @@
 //! the inode table; [`DistView`], the filesystem answers `fs` relays to the kernel, including
 //! the atomic root swap ([`DistView::swap_root`]) when a name moves; and cold-start help for
 //! files run from the mount (prefetch lists, background fetch, traces); and the magic
-//! extended attributes (`xattr`).
+//! extended attributes (`xattr`); and the projects under names of their own beside the main
+//! root's (`union`), some listed by the main root's hub index (`hub`).
 pub mod coldstart;
+pub mod hub;
 pub mod inode;
 pub mod meta;
 pub mod open;
 pub mod prefetch;
 pub mod readahead;
 pub mod trace;
+pub mod union;
 pub mod versions;
 pub mod view;
 pub mod xattr;

@@ -23,12 +23,14 @@ use super::meta;
 use super::open::{HoldMaker, OpenFiles};
 use super::readahead::Readahead;
 use super::trace::Tracer;
+use super::union::Union;
 use super::xattr::XattrState;
 use crate::store::hold::{Holding, InUse};
 use crate::store::BlockStore;
 use crate::walk::{self, NodeCache, WalkError};
 
 mod project;
+mod union;
 
 /// The most bytes of a `versions` file we read.
 const MAX_VERSIONS_FILE: u64 = 1024 * 1024;
@@ -58,6 +60,9 @@ pub enum ViewError {
     /// The operation did not finish within the read deadline.
     #[error("gave up after {after:?} waiting for blocks")]
     Timeout { after: Duration },
+    /// A project of its own name (configured or a hub entry) could not be resolved.
+    #[error("project {name}: {reason}")]
+    Project { name: String, reason: String },
     /// Reading the DAG failed (missing or corrupt block, bad node, store error). Boxed: a
     /// walk error carries CIDs and is large, and errors are the cold path.
     #[error(transparent)]
@@ -115,6 +120,8 @@ pub struct DistView {
     cold: Arc<ColdStart>,
     open: OpenFiles,
     pub(super) xattrs: Arc<XattrState>,
+    /// Projects under names of their own (`dist::union`).
+    union: Arc<Union>,
 }
 
 impl DistView {
@@ -138,6 +145,7 @@ impl DistView {
             cold,
             open: OpenFiles::default(),
             xattrs: Arc::default(),
+            union: Arc::default(),
         }
     }
 
@@ -252,7 +260,8 @@ impl DistView {
                 parent: ROOT_INO,
                 name: e.name.clone(),
             });
-            if e.inode.kind == Kind::Dir {
+            // A project of its own name is re-listed by its own follower, not here.
+            if e.inode.kind == Kind::Dir && self.union.at_inode(e.inode.ino).is_none() {
                 out.push(Invalidation::Inode(e.inode.ino));
                 // `latest` and channel links, as they were and as they are now.
                 let before = lock(&self.listings)
@@ -294,6 +303,12 @@ impl DistView {
         if crate::unixfs::validate_name(name).is_err() {
             return Err(not_found());
         }
+        if dir.level == Level::Root {
+            if let Some(inode) = self.union_lookup(&dir, name, true).await? {
+                return Ok(inode);
+            }
+        }
+        let dir = self.mounted_dir(dir).await?;
         match walk::lookup(self.store.as_ref(), &dir.cid, name).await? {
             Some(entry) => self
                 .make_inode(&dir, &entry.name, entry.cid)
@@ -308,6 +323,10 @@ impl DistView {
                     .map(|e| e.inode.clone())
                     .ok_or_else(not_found)
             }
+            None if dir.level == Level::Root => self
+                .union_lookup(&dir, name, false)
+                .await?
+                .ok_or_else(not_found),
             None => Err(not_found()),
         }
     }
@@ -316,7 +335,8 @@ impl DistView {
     #[tracing::instrument(skip_all, fields(ino))]
     pub async fn readdir(&self, ino: u64) -> Result<Arc<Vec<Entry>>, ViewError> {
         let dir = self.dir(ino)?;
-        self.bounded(self.listing(&dir)).await
+        self.bounded(async { self.listing(&self.mounted_dir(dir).await?).await })
+            .await
     }
 
     /// Up to `size` bytes of the file `ino` at `offset`. Sequential readers get the next
@@ -396,7 +416,16 @@ impl DistView {
                 return Ok(entries.clone());
             }
         }
-        let raw = walk::list_dir(self.store.as_ref(), &dir.cid).await?;
+        let mut raw = walk::list_dir(self.store.as_ref(), &dir.cid).await?;
+        let main_names: Vec<String> = if dir.level == Level::Root {
+            self.load_hub(&raw).await?;
+            let names = raw.iter().map(|e| e.name.clone()).collect();
+            // A configured project wins over the main root's directory of that name.
+            raw.retain(|e| self.union.configured_named(&e.name).is_none());
+            names
+        } else {
+            Vec::new()
+        };
         // Futures built up front (not in a stream closure) keep the task `Send`.
         let mut pending = Vec::with_capacity(raw.len());
         for e in &raw {
@@ -440,6 +469,9 @@ impl DistView {
                 entries.push(Entry { name, inode });
             }
             entries.sort_by(|a, b| a.name.as_bytes().cmp(b.name.as_bytes()));
+        }
+        if dir.level == Level::Root {
+            self.merge_union(&main_names, &mut entries);
         }
         let entries = Arc::new(entries);
         lock(&self.listings).insert(dir.ino, (dir.cid, entries.clone()));

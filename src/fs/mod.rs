@@ -103,7 +103,7 @@ pub fn errno(err: &ViewError) -> Errno {
         ViewError::NotADirectory { .. } => Errno::ENOTDIR,
         ViewError::NotAFile { .. } => Errno::EISDIR,
         ViewError::NotASymlink { .. } => Errno::EINVAL,
-        ViewError::Timeout { .. } => Errno::EIO,
+        ViewError::Timeout { .. } | ViewError::Project { .. } => Errno::EIO,
         ViewError::Walk(e) if matches!(**e, WalkError::NotFound { .. }) => Errno::ENOENT,
         ViewError::Walk(_) => Errno::EIO,
     }

@@ -241,9 +241,21 @@ impl Resolver {
         )
     }
 
-    /// Resolves `spec` to a CID (following DNSLink/IPNS chains).
-    #[tracing::instrument(skip_all, fields(root = %spec))]
+    /// Resolves `spec` to a CID (following DNSLink/IPNS chains), with the configured
+    /// publisher pinned.
     pub async fn resolve(&self, spec: &RootSpec) -> Result<Resolved, ResolveError> {
+        self.resolve_as(spec, self.config.publisher.as_ref()).await
+    }
+
+    /// [`Resolver::resolve`] with `publisher` pinned instead of the configured one (a
+    /// project of its own name has its own; `None` pins nothing). The rollback memory is
+    /// per IPNS name, so each project keeps its own.
+    #[tracing::instrument(skip_all, fields(root = %spec))]
+    pub async fn resolve_as(
+        &self,
+        spec: &RootSpec,
+        publisher_pin: Option<&IpnsName>,
+    ) -> Result<Resolved, ResolveError> {
         let start = spec.to_string();
         let mut current = spec.clone();
         let mut ttl = self.config.max_ttl;
@@ -254,7 +266,7 @@ impl Resolver {
         for _ in 0..=MAX_DEPTH {
             let (value, at) = match &current {
                 RootSpec::Ipfs(cid) => {
-                    if let Some(pinned) = &self.config.publisher {
+                    if let Some(pinned) = publisher_pin {
                         if publisher.as_deref() != Some(pinned.to_string().as_str()) {
                             return Err(ResolveError::WrongPublisher {
                                 start,

@@ -222,11 +222,54 @@ pub async fn add_version<S: BlockStore + ?Sized, K: BlockSink + ?Sized>(
         Some(cid) => read_dir(store, cid, "the distribution root").await?,
         None => Dir::empty(),
     };
-    let mut project = match root.get(&add.project) {
-        Some(e) => {
-            let cid = e.cid;
-            read_dir(store, &cid, &format!("project {}", add.project)).await?
-        }
+    let project_base = root.get(&add.project).map(|e| e.cid);
+    let project =
+        add_version_to_project(store, project_base.as_ref(), add.clone(), opts, sink).await?;
+    root.set(DirEntry {
+        name: add.project.clone(),
+        cid: project.root,
+        tsize: project.tsize,
+    });
+    let ((root_cid, _), root_sharded) = root.write(opts, sink)?;
+    Ok(NewTree {
+        root: root_cid,
+        project_dir: project.root,
+        version_dir: project.version_dir,
+        versions: project.versions,
+        root_sharded,
+    })
+}
+
+/// A rebuilt project tree.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct NewProject {
+    /// The new project directory.
+    pub root: Cid,
+    /// Its Tsize.
+    pub tsize: u64,
+    /// The new version directory.
+    pub version_dir: Cid,
+    /// The new `versions` text.
+    pub versions: String,
+    /// Whether the project directory is HAMT-sharded.
+    pub sharded: bool,
+}
+
+/// Adds `add` to the project tree rooted at `base` (`None` = a new project): the version
+/// directory, `versions` and `channels`, with no level above. Used on its own for a project
+/// published under its own name, and by [`add_version`] inside a distribution.
+#[tracing::instrument(skip_all, fields(project = %add.project, version = %add.version))]
+pub async fn add_version_to_project<S: BlockStore + ?Sized, K: BlockSink + ?Sized>(
+    store: &S,
+    base: Option<&Cid>,
+    add: Addition,
+    opts: &ImportOptions,
+    sink: &mut K,
+) -> Result<NewProject, PublishError> {
+    check_name("project", &add.project)?;
+    check_name("version", &add.version)?;
+    let mut project = match base {
+        Some(cid) => read_dir(store, cid, &format!("project {}", add.project)).await?,
         None => Dir::empty(),
     };
     let exists = || PublishError::VersionExists {
@@ -286,20 +329,33 @@ pub async fn add_version<S: BlockStore + ?Sized, K: BlockSink + ?Sized>(
         let text = versions::format_channels(&channels);
         project.set(write_text(CHANNELS_FILE, &text, opts, sink)?);
     }
-    let ((project_cid, project_tsize), _) = project.write(opts, sink)?;
-    root.set(DirEntry {
-        name: add.project.clone(),
-        cid: project_cid,
+    let ((project_cid, project_tsize), sharded) = project.write(opts, sink)?;
+    Ok(NewProject {
+        root: project_cid,
         tsize: project_tsize,
-    });
-    let ((root_cid, _), root_sharded) = root.write(opts, sink)?;
-    Ok(NewTree {
-        root: root_cid,
-        project_dir: project_cid,
         version_dir: version_dir.cid,
         versions: versions_text,
-        root_sharded,
+        sharded,
     })
+}
+
+/// Replaces (or adds) the file `name` of the directory `base` (`None` = empty) with `text`;
+/// the new directory's CID. Used by the hub curator for `projects.json`.
+pub async fn set_text_file<S: BlockStore + ?Sized, K: BlockSink + ?Sized>(
+    store: &S,
+    base: Option<&Cid>,
+    name: &str,
+    text: &str,
+    opts: &ImportOptions,
+    sink: &mut K,
+) -> Result<Cid, PublishError> {
+    let mut dir = match base {
+        Some(cid) => read_dir(store, cid, "the distribution root").await?,
+        None => Dir::empty(),
+    };
+    dir.set(write_text(name, text, opts, sink)?);
+    let ((cid, _), _) = dir.write(opts, sink)?;
+    Ok(cid)
 }
 
 #[cfg(test)]

@@ -34,6 +34,7 @@ use crate::name::{record, IpnsName};
 use crate::walk::WalkError;
 
 pub mod distjson;
+pub mod hub;
 pub mod layout;
 pub mod pin;
 pub mod push;
@@ -155,6 +156,9 @@ pub struct Release {
     pub owner: Option<String>,
     /// `description` in `dist.json`.
     pub description: Option<String>,
+    /// The key's name is this one project's own tree (version directories at its root, as
+    /// `distfs mount --project NAME=ROOT` shows it), not a distribution of projects.
+    pub single: bool,
 }
 
 /// How to publish.
@@ -208,12 +212,12 @@ pub struct Published {
 }
 
 /// The current state at the target: the root to build on and the next sequence number.
-struct Current {
-    root: Option<Cid>,
-    next_sequence: u64,
+pub(crate) struct Current {
+    pub(crate) root: Option<Cid>,
+    pub(crate) next_sequence: u64,
 }
 
-async fn current(
+pub(crate) async fn current(
     client: &PushClient,
     name: &IpnsName,
     root: Option<Cid>,
@@ -301,19 +305,38 @@ pub async fn publish(
     let fetcher = Fetcher::from_gateways(&sources, FetcherConfig::default())
         .map_err(|e| PublishError::Fetch(e.to_string()))?;
     let store = remote::Remote::new(fetcher);
-    let tree = layout::add_version(
-        &store,
-        cur.root.as_ref(),
-        layout::Addition {
-            project: release.project.clone(),
-            version: release.version.clone(),
-            channel: release.channel.clone(),
-            entries,
-        },
-        &import_options(),
-        &mut sink,
-    )
-    .await?;
+    let addition = layout::Addition {
+        project: release.project.clone(),
+        version: release.version.clone(),
+        channel: release.channel.clone(),
+        entries,
+    };
+    let tree = if release.single {
+        let p = layout::add_version_to_project(
+            &store,
+            cur.root.as_ref(),
+            addition,
+            &import_options(),
+            &mut sink,
+        )
+        .await?;
+        layout::NewTree {
+            root: p.root,
+            project_dir: p.root,
+            version_dir: p.version_dir,
+            versions: p.versions,
+            root_sharded: p.sharded,
+        }
+    } else {
+        layout::add_version(
+            &store,
+            cur.root.as_ref(),
+            addition,
+            &import_options(),
+            &mut sink,
+        )
+        .await?
+    };
     tracing::info!(
         fetched = store.fetched(),
         root = %tree.root,
