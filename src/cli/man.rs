@@ -300,7 +300,18 @@ a CAR of the DAG, with
 and
 .BR entity\-bytes=\fIfrom\fB:\fIto ;
 .B /ipns/\fIname\fR and
-.B /routing/v1/ipns/\fIname\fR serve stored IPNS records. Prints its bound address on
+.B /routing/v1/ipns/\fIname\fR serve stored IPNS records;
+.B /routing/v1/providers/\fIcid\fR
+the HTTP providers announced to it
+.RB ( \-\-accept\-providers ).
+With
+.BR \-\-upstream ,
+it is a site cache: blocks it lacks are fetched from the upstreams, verified, kept in the
+first
+.B \-\-store
+under
+.B \-\-store\-size
+and served (502, or 504 past the deadline, when the upstreams fail). Prints its bound address on
 standard output (use port 0 for a free port) and runs until SIGINT or SIGTERM.
 "##,
     ),
