@@ -210,9 +210,8 @@ fn start_announcing(
     public_url: &str,
     roots: &[cid::Cid],
 ) -> anyhow::Result<()> {
-    use distfs::fetch::routing::{
-        multiaddr_of_url, ProviderRecord, RoutingClient, DEFAULT_ROUTING_TIMEOUT,
-    };
+    use distfs::fetch::multiaddr::multiaddr_of_url;
+    use distfs::fetch::routing::{ProviderRecord, RoutingClient, DEFAULT_ROUTING_TIMEOUT};
     anyhow::ensure!(
         !roots.is_empty(),
         "--announce needs something to announce: add --announce-root CID or a --car"

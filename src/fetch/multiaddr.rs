@@ -4,9 +4,11 @@
 //!
 //! Accepted shapes (multiformats/multiaddr protocols table; IPIP-378 for gateway providers):
 //! `/ip4|ip6|dns|dns4|dns6/<host>/tcp/<port>` followed by `/http` (plain), `/tls/http` or the
-//! deprecated `/https` (TLS), optionally ending in `/p2p/<peer id>` (ignored). Anything else
-//! (`/udp/.../quic-v1`, a bare `/p2p/<id>`, `/tls/sni/...`, `/http-path/...`) names no
-//! gateway we can reach and gives `None`.
+//! deprecated `/https` (TLS), or `/tls/sni/<name>/http` (TLS to that name), optionally ending
+//! in `/p2p/<peer id>` (ignored). Anything else (`/udp/.../quic-v1`, a bare `/p2p/<id>`,
+//! `/http-path/...`, port 0) names no gateway we can reach and gives `None`. Whether a plain
+//! `/http` address may be used is the caller's policy (`fetch::routing` allows it only for
+//! local addresses).
 
 /// The gateway base URL a multiaddr names (`http://host:port` or `https://host:port`), or
 /// `None` when it names no HTTP endpoint.
@@ -22,7 +24,7 @@ pub fn gateway_url(addr: &str) -> Option<String> {
     if parts.next()? != "tcp" {
         return None;
     }
-    let port: u16 = parts.next()?.parse().ok()?;
+    let port: u16 = parts.next()?.parse().ok().filter(|p| *p != 0)?;
     let rest: Vec<&str> = parts.collect();
     let tail = match rest.iter().position(|p| *p == "p2p") {
         // A trailing peer id is allowed; nothing may follow it.
@@ -30,9 +32,10 @@ pub fn gateway_url(addr: &str) -> Option<String> {
         Some(_) => return None,
         None => &rest[..],
     };
-    let scheme = match tail {
-        ["http"] => "http",
-        ["tls", "http"] | ["https"] => "https",
+    let (scheme, host) = match tail {
+        ["http"] => ("http", host),
+        ["tls", "http"] | ["https"] => ("https", host),
+        ["tls", "sni", sni, "http"] if valid_dns_name(sni) => ("https", sni.to_ascii_lowercase()),
         _ => return None,
     };
     Some(format!("{scheme}://{host}:{port}"))

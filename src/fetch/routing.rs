@@ -27,6 +27,7 @@ use reqwest::header::{ACCEPT, CONTENT_TYPE};
 use reqwest::{StatusCode, Url};
 
 use super::gateway::GatewayClient;
+use super::multiaddr;
 
 /// The transfer protocol name of a trustless HTTP gateway provider.
 pub const GATEWAY_PROTOCOL: &str = "transport-ipfs-gateway-http";
@@ -148,71 +149,16 @@ pub fn parse_ndjson(body: &[u8]) -> Vec<ProviderRecord> {
 }
 
 /// A provider multiaddr (text form) as a gateway base URL, or `None` if it is not one we
-/// can use (see the module doc). A trailing `/p2p/<id>` is ignored.
+/// can use (see the module doc): [`multiaddr::gateway_url`], with plain HTTP allowed only to
+/// a loopback, private or link-local address (never across the internet or to a name).
 pub fn gateway_url(addr: &str) -> Option<String> {
-    let parts: Vec<&str> = addr.strip_prefix('/')?.split('/').collect();
-    let parts = match parts.iter().position(|p| *p == "p2p") {
-        Some(i) if i + 2 == parts.len() => &parts[..i],
-        _ => &parts[..],
-    };
-    let (proto, host, rest) = match parts {
-        [proto, host, rest @ ..] => (*proto, *host, rest),
-        _ => return None,
-    };
-    let ip = match proto {
-        "ip4" | "ip6" => Some(host.parse::<IpAddr>().ok()?),
-        "dns" | "dns4" | "dns6" => {
-            if host.is_empty()
-                || !host
-                    .chars()
-                    .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '.')
-            {
-                return None;
-            }
-            None
-        }
-        _ => return None,
-    };
-    let (port, rest) = match rest {
-        ["tcp", port, rest @ ..] => (port.parse::<u16>().ok().filter(|p| *p != 0)?, rest),
-        _ => return None,
-    };
-    let (scheme, host) = match rest {
-        ["tls", "http"] | ["https"] => ("https", host.to_string()),
-        ["tls", "sni", sni, "http"] => ("https", sni.to_string()),
-        ["http"] if ip.is_some_and(is_local) => ("http", host.to_string()),
-        _ => return None,
-    };
-    let host = if host.parse::<std::net::Ipv6Addr>().is_ok() {
-        format!("[{host}]")
-    } else {
-        host
-    };
-    Some(format!("{scheme}://{host}:{port}"))
-}
-
-/// The multiaddr announcing a gateway at `url` (`http://127.0.0.1:8080` →
-/// `/ip4/127.0.0.1/tcp/8080/http`, `https://gw.example.com` →
-/// `/dns/gw.example.com/tcp/443/tls/http`); `None` for other schemes, a path or a query.
-pub fn multiaddr_of_url(url: &str) -> Option<String> {
-    let u = Url::parse(url).ok()?;
-    if !u.path().trim_end_matches('/').is_empty() || u.query().is_some() {
-        return None;
+    let url = multiaddr::gateway_url(addr)?;
+    if url.starts_with("https://") {
+        return Some(url);
     }
-    let port = u.port_or_known_default()?;
-    let host = u.host_str()?;
-    let host = if let Ok(ip) = host.parse::<std::net::Ipv4Addr>() {
-        format!("/ip4/{ip}")
-    } else if let Ok(ip) = host.trim_matches(['[', ']']).parse::<std::net::Ipv6Addr>() {
-        format!("/ip6/{ip}")
-    } else {
-        format!("/dns/{host}")
-    };
-    match u.scheme() {
-        "http" => Some(format!("{host}/tcp/{port}/http")),
-        "https" => Some(format!("{host}/tcp/{port}/tls/http")),
-        _ => None,
-    }
+    let parsed = Url::parse(&url).ok()?;
+    let ip = parsed.host_str()?.trim_matches(['[', ']']).parse::<IpAddr>().ok()?;
+    is_local(ip).then_some(url)
 }
 
 /// Loopback, private (RFC 1918 / ULA) or link-local: where plain HTTP stays on the site.
@@ -483,11 +429,11 @@ mod tests {
             ),
             ("http://[::1]:9/", "/ip6/::1/tcp/9/http"),
         ] {
-            assert_eq!(multiaddr_of_url(url).as_deref(), Some(addr));
+            assert_eq!(multiaddr::multiaddr_of_url(url).as_deref(), Some(addr));
             assert!(gateway_url(addr).is_some(), "{addr}");
         }
-        assert_eq!(multiaddr_of_url("http://h/path"), None);
-        assert_eq!(multiaddr_of_url("ftp://h"), None);
+        assert_eq!(multiaddr::multiaddr_of_url("http://h/path"), None);
+        assert_eq!(multiaddr::multiaddr_of_url("ftp://h"), None);
     }
 
     #[test]
