@@ -6,6 +6,9 @@
 //! different versions are one inode and share the kernel's page cache. Numbers are never
 //! reused while the daemon runs (entries are not evicted yet; see the issue notes).
 //!
+//! A hot restart carries the whole table to the next process ([`Inodes::snapshot`],
+//! [`Inodes::restore`]), so every number the kernel holds keeps meaning the same thing.
+//!
 //! The table is one `std::sync::Mutex` over plain maps: every critical section is a map
 //! lookup or insert, never an `.await`.
 
@@ -13,6 +16,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 
 use cid::Cid;
+use serde::{Deserialize, Serialize};
 
 use crate::unixfs::Mtime;
 
@@ -20,7 +24,7 @@ use crate::unixfs::Mtime;
 pub const ROOT_INO: u64 = 1;
 
 /// Where in the `/dist` hierarchy a directory sits; decides TTLs and synthetic entries.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Level {
     /// The mount root: lists projects.
     Root,
@@ -33,7 +37,7 @@ pub enum Level {
 }
 
 /// What an inode is.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Kind {
     /// A directory (plain or HAMT) backed by a DAG node.
     Dir,
@@ -90,6 +94,50 @@ enum Key {
     Place(u64, String),
     /// A file or symlink by content.
     Content(Cid, u16),
+}
+
+/// One inode as carried across a hot restart.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct InodeRecord {
+    /// The inode number.
+    pub ino: u64,
+    /// Its parent's number.
+    pub parent: u64,
+    /// The DAG node behind it.
+    pub cid: String,
+    /// What it is.
+    pub kind: Kind,
+    /// Where it sits.
+    pub level: Level,
+    /// Size in bytes.
+    pub size: u64,
+    /// Permission bits.
+    pub perm: u16,
+    /// Modification time (seconds, nanoseconds).
+    pub mtime: Option<(i64, u32)>,
+    /// The entry name a directory or synthetic entry is found again by (its place).
+    pub name: Option<String>,
+}
+
+/// The inode table as carried across a hot restart: every inode, in number order.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+pub struct InodeSnapshot {
+    /// Inodes 1..=n.
+    pub inodes: Vec<InodeRecord>,
+}
+
+/// Why a snapshot could not be restored.
+#[derive(Debug, thiserror::Error)]
+pub enum RestoreError {
+    /// The numbers are not 1..=n in order, or the root is missing.
+    #[error("inode snapshot: entry {index} has number {ino}, expected {}", index + 1)]
+    Numbering { index: usize, ino: u64 },
+    /// A CID does not parse.
+    #[error("inode snapshot: inode {ino} has a bad CID {cid:?}")]
+    Cid { ino: u64, cid: String },
+    /// A directory or synthetic entry without the name it is found by.
+    #[error("inode snapshot: directory inode {ino} has no name")]
+    NoName { ino: u64 },
 }
 
 #[derive(Default)]
@@ -176,6 +224,74 @@ impl Inodes {
         }
     }
 
+    /// Every inode and how it is found again, for the next process of a hot restart.
+    pub fn snapshot(&self) -> InodeSnapshot {
+        let t = self.lock();
+        let mut names: HashMap<u64, &str> = HashMap::new();
+        for (key, ino) in &t.keys {
+            if let Key::Place(_, name) = key {
+                names.insert(*ino, name);
+            }
+        }
+        let inodes = t
+            .inodes
+            .iter()
+            .map(|i| InodeRecord {
+                ino: i.ino,
+                parent: i.parent,
+                cid: i.cid.to_string(),
+                kind: i.kind.clone(),
+                level: i.level,
+                size: i.size,
+                perm: i.perm,
+                mtime: i.mtime.map(|m| (m.seconds, m.nanos)),
+                name: names.get(&i.ino).map(|n| n.to_string()),
+            })
+            .collect();
+        InodeSnapshot { inodes }
+    }
+
+    /// The table a [`Inodes::snapshot`] describes: the same numbers for the same things.
+    pub fn restore(snapshot: &InodeSnapshot) -> Result<Inodes, RestoreError> {
+        let mut table = Table::default();
+        for (index, r) in snapshot.inodes.iter().enumerate() {
+            if r.ino != index as u64 + 1 {
+                return Err(RestoreError::Numbering { index, ino: r.ino });
+            }
+            let cid: Cid = r.cid.parse().map_err(|_| RestoreError::Cid {
+                ino: r.ino,
+                cid: r.cid.clone(),
+            })?;
+            if r.ino != ROOT_INO {
+                let key = match r.kind {
+                    Kind::File | Kind::Symlink => Key::Content(cid, r.perm),
+                    Kind::Dir | Kind::Latest(_) => {
+                        let name = r.name.clone().ok_or(RestoreError::NoName { ino: r.ino })?;
+                        Key::Place(r.parent, name)
+                    }
+                };
+                table.keys.insert(key, r.ino);
+            }
+            table.inodes.push(Inode {
+                ino: r.ino,
+                parent: r.parent,
+                cid,
+                kind: r.kind.clone(),
+                level: r.level,
+                size: r.size,
+                perm: r.perm,
+                mtime: r.mtime.map(|(seconds, nanos)| Mtime { seconds, nanos }),
+                version_info: Arc::default(),
+            });
+        }
+        if table.inodes.is_empty() {
+            return Err(RestoreError::Numbering { index: 0, ino: 0 });
+        }
+        Ok(Inodes {
+            table: Mutex::new(table),
+        })
+    }
+
     /// The number of inodes allocated.
     pub fn len(&self) -> usize {
         self.lock().inodes.len()
@@ -184,5 +300,62 @@ impl Inodes {
     /// Whether only the root exists.
     pub fn is_empty(&self) -> bool {
         self.len() <= 1
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cid(n: u8) -> Cid {
+        let hash = multihash::Multihash::<64>::wrap(0x12, &[n; 32]).unwrap();
+        Cid::new_v1(0x70, hash)
+    }
+
+    fn node(kind: Kind, c: Cid) -> Inode {
+        Inode {
+            ino: 0,
+            parent: 0,
+            cid: c,
+            kind,
+            level: Level::Content,
+            size: 3,
+            perm: 0o444,
+            mtime: Some(Mtime {
+                seconds: 5,
+                nanos: 6,
+            }),
+            version_info: Arc::default(),
+        }
+    }
+
+    #[test]
+    fn snapshot_restores_the_same_numbers_and_keys() {
+        let t = Inodes::new(cid(0));
+        let dir = t.intern(ROOT_INO, "app", node(Kind::Dir, cid(1)));
+        let file = t.intern(dir.ino, "a.txt", node(Kind::File, cid(2)));
+        let link = t.intern(dir.ino, "latest", node(Kind::Latest("1.0".into()), cid(1)));
+        let snap = t.snapshot();
+        let json = serde_json::to_string(&snap).unwrap();
+        let back = Inodes::restore(&serde_json::from_str(&json).unwrap()).unwrap();
+        assert_eq!(back.len(), 4);
+        for ino in [dir.ino, file.ino, link.ino] {
+            let (a, b) = (t.get(ino).unwrap(), back.get(ino).unwrap());
+            assert_eq!(
+                (a.cid, a.kind, a.parent, a.mtime),
+                (b.cid, b.kind, b.parent, b.mtime)
+            );
+        }
+        // Found again by the same keys: no new numbers.
+        assert_eq!(
+            back.intern(ROOT_INO, "app", node(Kind::Dir, cid(1))).ino,
+            dir.ino
+        );
+        assert_eq!(back.intern(99, "b", node(Kind::File, cid(2))).ino, file.ino);
+        assert_eq!(back.intern(ROOT_INO, "new", node(Kind::Dir, cid(3))).ino, 5);
+        // A gap in the numbering is refused.
+        let mut bad = snap.clone();
+        bad.inodes.remove(1);
+        assert!(Inodes::restore(&bad).is_err());
     }
 }

@@ -132,6 +132,15 @@ pub fn lazy_unmount(path: &Path) {
         .status();
 }
 
+/// A mounted filesystem: its session and a duplicate of its FUSE connection's fd (for a
+/// hot restart, `fs::handover`).
+pub struct Mounted {
+    /// The session serving the mount; dropping it unmounts.
+    pub session: fuser::BackgroundSession,
+    /// The connection's fd (the same open `/dev/fuse` file).
+    pub fuse: std::os::fd::OwnedFd,
+}
+
 /// Mounts `fs` at the configured mount point, read-only, and serves it from a background
 /// thread. Dropping the returned session unmounts.
 ///
@@ -139,7 +148,7 @@ pub fn lazy_unmount(path: &Path) {
 /// (owner = the mounting user), so a 0444 file is not executable and a 0600 one is private
 /// to the mounting user, for every caller, as users expect of a read-only tree. With
 /// `allow_other`, other users get what the "other" bits give them (r-x on 0555, r-- on 0444).
-pub fn mount(fs: DistFs, cfg: &MountConfig) -> Result<fuser::BackgroundSession, MountError> {
+pub fn mount(fs: DistFs, cfg: &MountConfig) -> Result<Mounted, MountError> {
     check_allow_other(cfg.allow_other)?;
     clear_stale(&cfg.mountpoint)?;
     let mut config = Config::default();
@@ -157,10 +166,16 @@ pub fn mount(fs: DistFs, cfg: &MountConfig) -> Result<fuser::BackgroundSession, 
     if cfg.allow_other {
         config.acl = SessionACL::All;
     }
-    fuser::spawn_mount(fs, &cfg.mountpoint, &config).map_err(|source| MountError::Mount {
+    let err = |source| MountError::Mount {
         path: cfg.mountpoint.display().to_string(),
         source,
-    })
+    };
+    let session = fuser::Session::new(fs, &cfg.mountpoint, &config).map_err(err)?;
+    let fuse = std::os::fd::AsFd::as_fd(&session)
+        .try_clone_to_owned()
+        .map_err(err)?;
+    let session = session.spawn().map_err(err)?;
+    Ok(Mounted { session, fuse })
 }
 
 /// The kernel readahead window distfs asks for on its mounts, in KiB.
