@@ -261,43 +261,116 @@ fn daemon_pid(cache: &Path) -> Option<u32> {
     v["pid"].as_u64().map(|p| p as u32)
 }
 
+/// Programs using the mount: the streaming reader, the looping AppImage, the mount
+/// watcher and the page-cache churn.
+struct Workload {
+    stop: Arc<AtomicBool>,
+    watcher: JoinHandle<u64>,
+    passes: Arc<AtomicU64>,
+    reader: JoinHandle<Result<u64, String>>,
+    app: Child,
+    app_log: PathBuf,
+    stop_file: PathBuf,
+    churn: JoinHandle<()>,
+    paths: [&'static str; 4],
+    inodes: Vec<u64>,
+    rounds: u64,
+    passes_before: u64,
+}
+
+impl Workload {
+    /// Starts everything and waits until each program has done a full, checked pass.
+    fn start(fx: &Fixture, mnt: &Path) -> Workload {
+        let stop = Arc::new(AtomicBool::new(false));
+        let watcher = watch_mount(mnt.to_path_buf(), stop.clone());
+        let passes = Arc::new(AtomicU64::new(0));
+        let reader = stream(
+            mnt.join("big/v1/data.bin"),
+            fx.big_sha.clone(),
+            passes.clone(),
+            stop.clone(),
+        );
+        let app_log = fx.path("app.log");
+        let stop_file = fx.path("app.stop");
+        let app =
+            Command::new(mnt.join(format!("hello/v1.0.0/{}", factory::appimage_name("hello"))))
+                .arg(&app_log)
+                .arg(&stop_file)
+                .current_dir(fx.tmp.path())
+                .stdin(Stdio::null())
+                .stderr(std::fs::File::create(fx.path("app.err")).unwrap())
+                .spawn()
+                .expect("run the AppImage from the mount");
+        let churn = churn_cache(stop.clone());
+        poll("a first pass and round", Duration::from_secs(120), || {
+            (passes.load(Ordering::Relaxed) >= 1 && rounds(&app_log, &fx.app_sha) >= 1)
+                .then_some(())
+        });
+        let paths = ["hello", "hello/v1.0.0", "big/v1/data.bin", "hello/versions"];
+        let inodes = paths.iter().map(|p| inode_of(&mnt.join(p))).collect();
+        let rounds = rounds(&app_log, &fx.app_sha);
+        let passes_before = passes.load(Ordering::Relaxed);
+        Workload {
+            stop,
+            watcher,
+            passes,
+            reader,
+            app,
+            app_log,
+            stop_file,
+            churn,
+            paths,
+            inodes,
+            rounds,
+            passes_before,
+        }
+    }
+
+    /// Waits for two more checked passes and rounds, compares inode numbers, stops
+    /// everything and checks that nothing failed and the mount never went away.
+    fn finish(mut self, fx: &Fixture, mnt: &Path) {
+        poll(
+            "two more passes and rounds after the disruption",
+            Duration::from_secs(180),
+            || {
+                (self.passes.load(Ordering::Relaxed) >= self.passes_before + 2
+                    && rounds(&self.app_log, &fx.app_sha) >= self.rounds + 2)
+                    .then_some(())
+            },
+        );
+        let after: Vec<u64> = self.paths.iter().map(|p| inode_of(&mnt.join(p))).collect();
+        assert_eq!(
+            self.inodes, after,
+            "inode numbers of {:?} changed",
+            self.paths
+        );
+        std::fs::write(&self.stop_file, "").unwrap();
+        let app_status = wait_bounded(&mut self.app, Duration::from_secs(120));
+        self.stop.store(true, Ordering::Relaxed);
+        let failed_checks = self.watcher.join().unwrap();
+        let read = self.reader.join().unwrap();
+        self.churn.join().unwrap();
+        let app_status = app_status.expect("the AppImage stops when asked");
+        assert!(
+            app_status.success(),
+            "the AppImage failed ({app_status}): {}",
+            std::fs::read_to_string(fx.path("app.err")).unwrap_or_default()
+        );
+        assert!(read.is_ok(), "the streaming reader failed: {read:?}");
+        assert_eq!(
+            failed_checks, 0,
+            "mountpoint -q failed during the disruption"
+        );
+    }
+}
+
 #[test]
 fn restart_hands_the_mount_over_while_programs_read() {
     let fx = Fixture::new();
     let mut mount = fx.mount(&[]);
     let mnt = mount.dir.clone();
     let old_pid = mount.pid().expect("daemon runs");
-    let app = mount.path(&format!("hello/v1.0.0/{}", factory::appimage_name("hello")));
-    let big = mount.path("big/v1/data.bin");
-    let stop = Arc::new(AtomicBool::new(false));
-
-    let watcher = watch_mount(mnt.clone(), stop.clone());
-    let passes = Arc::new(AtomicU64::new(0));
-    let reader = stream(
-        big.clone(),
-        fx.big_sha.clone(),
-        passes.clone(),
-        stop.clone(),
-    );
-    let app_log = fx.path("app.log");
-    let stop_file = fx.path("app.stop");
-    let mut app_child: Child = Command::new(&app)
-        .arg(&app_log)
-        .arg(&stop_file)
-        .current_dir(fx.tmp.path())
-        .stdin(Stdio::null())
-        .stderr(std::fs::File::create(fx.path("app.err")).unwrap())
-        .spawn()
-        .expect("run the AppImage from the mount");
-    let churn = churn_cache(stop.clone());
-    poll("a first pass and round", Duration::from_secs(120), || {
-        (passes.load(Ordering::Relaxed) >= 1 && rounds(&app_log, &fx.app_sha) >= 1).then_some(())
-    });
-
-    let paths = ["hello", "hello/v1.0.0", "big/v1/data.bin", "hello/versions"];
-    let before: Vec<u64> = paths.iter().map(|p| inode_of(&mnt.join(p))).collect();
-    let rounds_before = rounds(&app_log, &fx.app_sha);
-    let passes_before = passes.load(Ordering::Relaxed);
+    let work = Workload::start(&fx, &mnt);
 
     let out = Command::new(distfs_bin())
         .args(["restart", "--cache-dir"])
@@ -332,34 +405,38 @@ fn restart_hands_the_mount_over_while_programs_read() {
         text.contains(&format!("pid {old_pid} handed the mount to pid {new_pid}")),
         "{text}"
     );
+    work.finish(&fx, &mnt);
+}
 
-    // Programs carry on against the new daemon: more passes and rounds, all checked.
-    poll(
-        "two more passes and rounds after the restart",
-        Duration::from_secs(180),
-        || {
-            (passes.load(Ordering::Relaxed) >= passes_before + 2
-                && rounds(&app_log, &fx.app_sha) >= rounds_before + 2)
-                .then_some(())
-        },
-    );
-    let after: Vec<u64> = paths.iter().map(|p| inode_of(&mnt.join(p))).collect();
-    assert_eq!(before, after, "inode numbers of {paths:?} changed");
+#[test]
+fn supervised_daemon_killed_with_sigkill_comes_back_on_the_same_mount() {
+    let fx = Fixture::new();
+    let mut mount = fx.mount(&["--supervise"]);
+    let mnt = mount.dir.clone();
+    let supervisor = mount.pid().expect("supervisor runs");
+    let cache = fx.path("cache");
+    let first = poll("the daemon answers", Duration::from_secs(60), || {
+        daemon_pid(&cache)
+    });
+    assert_ne!(first, supervisor, "the daemon is a child of the supervisor");
+    let work = Workload::start(&fx, &mnt);
 
-    std::fs::write(&stop_file, "").unwrap();
-    let app_status = wait_bounded(&mut app_child, Duration::from_secs(120));
-    stop.store(true, Ordering::Relaxed);
-    let failed_checks = watcher.join().unwrap();
-    let read = reader.join().unwrap();
-    churn.join().unwrap();
-    let app_status = app_status.expect("the AppImage stops when asked");
-    assert!(
-        app_status.success(),
-        "the AppImage failed across the restart ({app_status}): {}",
-        std::fs::read_to_string(fx.path("app.err")).unwrap_or_default()
-    );
-    assert!(read.is_ok(), "the streaming reader failed: {read:?}");
-    assert_eq!(failed_checks, 0, "mountpoint -q failed during the restart");
+    // SAFETY: kill has no memory preconditions.
+    unsafe {
+        libc::kill(first as i32, libc::SIGKILL);
+    }
+    let second = poll("a new daemon answers", Duration::from_secs(60), || {
+        daemon_pid(&cache).filter(|p| *p != first)
+    });
+    assert!(!pid_alive(first));
+    assert!(pid_alive(supervisor));
+    work.finish(&fx, &mnt);
+
+    // SIGTERM to the supervisor unmounts and exits 0.
+    let st = mount.signal_and_wait(libc::SIGTERM);
+    assert!(st.success(), "supervisor exit {st}: {}", mount.log_text());
+    assert!(!is_mounted(&mnt));
+    assert!(!pid_alive(second));
 }
 
 #[test]

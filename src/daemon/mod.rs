@@ -21,6 +21,7 @@ pub mod protocol;
 pub mod restart;
 mod state;
 pub mod status;
+pub mod supervise;
 
 use std::os::unix::fs::MetadataExt;
 use std::path::PathBuf;
@@ -111,6 +112,20 @@ pub enum DaemonError {
     /// The hand-over came from a daemon of another mount point or cache dir.
     #[error("the running daemon serves {theirs} but this config says {ours}; restart with the same mount point and cache dir")]
     TakeoverMismatch { theirs: String, ours: String },
+    /// The supervised daemon kept dying.
+    #[error("the daemon died {crashes} times within {window} s (last: {last}); gave up and unmounted (see the log above for why it died)")]
+    GaveUp {
+        crashes: usize,
+        window: u64,
+        last: String,
+    },
+    /// The inode journal could not be opened.
+    #[error("opening the inode journal {}", path.display())]
+    Journal {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
     /// The metrics address could not be bound.
     #[error("metrics-listen {addr}")]
     Metrics {
@@ -185,6 +200,13 @@ pub fn run(config: Config) -> Result<(), DaemonError> {
         Some(fd) => Some(restart::Incoming::receive(fd).map_err(DaemonError::Takeover)?),
         None => None,
     };
+    // Started by a supervisor (and not by a restart): its connection, and whether to recover.
+    let supervised = match incoming {
+        None => supervise::inherited(),
+        Some(_) => None,
+    };
+    let journaled = std::env::var_os(supervise::FD_ENV).is_some();
+    let journal_path = cache_dir.join(JOURNAL_FILE);
     let what = format!("mounted at {}", config.mountpoint.display());
     let lock = match &incoming {
         Some(inc) => {
@@ -275,6 +297,22 @@ pub fn run(config: Config) -> Result<(), DaemonError> {
     if let Some(inc) = &incoming {
         let inodes = crate::dist::inode::Inodes::restore(&inc.snapshot.inodes)
             .map_err(|e| DaemonError::Takeover(restart::RestartError::Protocol(e.to_string())))?;
+        if journaled {
+            inodes
+                .attach_journal(&journal_path)
+                .map_err(|source| DaemonError::Journal {
+                    path: journal_path.clone(),
+                    source,
+                })?;
+        }
+        view = view.with_inodes(inodes);
+    }
+    if let Some(sup) = &supervised {
+        let inodes = crate::dist::inode::Inodes::journaled(&journal_path, root, sup.generation > 0)
+            .map_err(|source| DaemonError::Journal {
+                path: journal_path.clone(),
+                source,
+            })?;
         view = view.with_inodes(inodes);
     }
     if config.cache_size.is_some() {
@@ -285,6 +323,10 @@ pub fn run(config: Config) -> Result<(), DaemonError> {
     let view = Arc::new(view);
     if let Some(inc) = &incoming {
         view.restore_handles(inc.snapshot.next_fh, &inc.snapshot.open_fhs);
+    }
+    if let Some(sup) = &supervised {
+        // Handles of a dead child are unknown here: number new ones apart from them.
+        view.restore_handles(sup.generation << 40, &[]);
     }
     view.set_root_info(follow::root_info(&spec, &first));
     runtime
@@ -350,7 +392,10 @@ pub fn run(config: Config) -> Result<(), DaemonError> {
         allow_other: config.allow_other,
     };
     let Mounted { session, fuse } = match incoming {
-        None => mount(fs, &mount_cfg)?,
+        None => match supervised {
+            None => mount(fs, &mount_cfg)?,
+            Some(sup) => adopt_supervised(fs, sup, &config, uid, gid)?,
+        },
         Some(inc) => {
             let fuse = inc.fuse.try_clone().map_err(|e| {
                 DaemonError::Takeover(restart::RestartError::Io {
@@ -456,6 +501,37 @@ pub fn run(config: Config) -> Result<(), DaemonError> {
     view.shutdown();
     flush_cache(&runtime, &store);
     Ok(())
+}
+
+/// The inode journal's file name in the cache dir (`supervise`).
+const JOURNAL_FILE: &str = "inodes.journal";
+
+/// Serves the connection a supervisor gave; after a crash, has the kernel re-deliver what
+/// the dead daemon read but never answered.
+fn adopt_supervised(
+    fs: DistFs,
+    sup: supervise::Supervised,
+    config: &Config,
+    uid: u32,
+    gid: u32,
+) -> Result<Mounted, DaemonError> {
+    let takeover = |e: crate::fs::handover::HandoverError| DaemonError::Takeover(e.into());
+    let fuse = sup.fuse.try_clone().map_err(|e| {
+        DaemonError::Takeover(restart::RestartError::Io {
+            what: "dup of the FUSE fd",
+            source: e,
+        })
+    })?;
+    let session = crate::fs::handover::adopt(fs, sup.fuse, sup.init, config.allow_other, uid, gid)
+        .map_err(takeover)?;
+    if sup.generation > 0 {
+        crate::fs::handover::notify_resend(&fuse).map_err(takeover)?;
+        tracing::info!(
+            generation = sup.generation,
+            "recovered the mount after the previous daemon died"
+        );
+    }
+    Ok(Mounted { session, fuse })
 }
 
 /// Serves `/metrics` on `listener`.

@@ -7,7 +7,12 @@
 //! reused while the daemon runs (entries are not evicted yet; see the issue notes).
 //!
 //! A hot restart carries the whole table to the next process ([`Inodes::snapshot`],
-//! [`Inodes::restore`]), so every number the kernel holds keeps meaning the same thing.
+//! [`Inodes::restore`]), so every number the kernel holds keeps meaning the same thing. Under
+//! a supervisor (`distfs mount --supervise`) a daemon can die with no chance to hand anything
+//! over, so the table is also journaled ([`Inodes::journaled`]): each number is appended to
+//! a file in the cache dir *before* the reply that hands it to the kernel, and the next
+//! daemon replays the file. A process crash keeps the journal (the write reached the page
+//! cache); a machine crash ends the mount anyway.
 //!
 //! The table is one `std::sync::Mutex` over plain maps: every critical section is a map
 //! lookup or insert, never an `.await`.
@@ -144,6 +149,39 @@ pub enum RestoreError {
 struct Table {
     inodes: Vec<Inode>,
     keys: HashMap<Key, u64>,
+    /// The journal, when the table is journaled: one JSON [`InodeRecord`] per line.
+    journal: Option<std::fs::File>,
+}
+
+fn record_of(i: &Inode, name: Option<&str>) -> InodeRecord {
+    InodeRecord {
+        ino: i.ino,
+        parent: i.parent,
+        cid: i.cid.to_string(),
+        kind: i.kind.clone(),
+        level: i.level,
+        size: i.size,
+        perm: i.perm,
+        mtime: i.mtime.map(|m| (m.seconds, m.nanos)),
+        name: name.map(str::to_string),
+    }
+}
+
+impl Table {
+    /// Appends `node` to the journal (a short `write(2)` to the page cache; see the module
+    /// doc). A failed write turns journaling off, loudly.
+    fn journal(&mut self, node: &Inode, name: Option<&str>) {
+        use std::io::Write;
+        let Some(file) = self.journal.as_mut() else {
+            return;
+        };
+        let mut line = serde_json::to_vec(&record_of(node, name)).unwrap_or_default();
+        line.push(b'\n');
+        if let Err(e) = file.write_all(&line) {
+            tracing::error!("inode journal write failed, journaling stops: {e}");
+            self.journal = None;
+        }
+    }
 }
 
 /// The inode table.
@@ -168,7 +206,7 @@ impl Inodes {
         Inodes {
             table: Mutex::new(Table {
                 inodes: vec![root],
-                keys: HashMap::new(),
+                ..Table::default()
             }),
         }
     }
@@ -188,25 +226,28 @@ impl Inodes {
     /// A directory whose place now holds other content (after a root swap) keeps its number
     /// and takes the new content.
     pub fn intern(&self, parent: u64, name: &str, mut node: Inode) -> Inode {
-        let key = match node.kind {
-            Kind::File | Kind::Symlink => Key::Content(node.cid, node.perm),
-            Kind::Dir | Kind::Latest(_) => Key::Place(parent, name.to_string()),
+        let (key, place) = match node.kind {
+            Kind::File | Kind::Symlink => (Key::Content(node.cid, node.perm), None),
+            Kind::Dir | Kind::Latest(_) => (Key::Place(parent, name.to_string()), Some(name)),
         };
         let mut t = self.lock();
         if let Some(&ino) = t.keys.get(&key) {
             let idx = (ino - 1) as usize;
-            if let Some(existing) = t.inodes.get_mut(idx) {
-                if existing.cid != node.cid || existing.kind != node.kind {
-                    node.ino = ino;
-                    node.parent = parent;
-                    *existing = node;
+            if let Some(existing) = t.inodes.get(idx) {
+                if existing.cid == node.cid && existing.kind == node.kind {
+                    return existing.clone();
                 }
-                return existing.clone();
+                node.ino = ino;
+                node.parent = parent;
+                t.journal(&node, place);
+                t.inodes[idx] = node.clone();
+                return node;
             }
         }
         let ino = t.inodes.len() as u64 + 1;
         node.ino = ino;
         node.parent = parent;
+        t.journal(&node, place);
         t.inodes.push(node.clone());
         t.keys.insert(key, ino);
         node
@@ -236,19 +277,76 @@ impl Inodes {
         let inodes = t
             .inodes
             .iter()
-            .map(|i| InodeRecord {
-                ino: i.ino,
-                parent: i.parent,
-                cid: i.cid.to_string(),
-                kind: i.kind.clone(),
-                level: i.level,
-                size: i.size,
-                perm: i.perm,
-                mtime: i.mtime.map(|m| (m.seconds, m.nanos)),
-                name: names.get(&i.ino).map(|n| n.to_string()),
-            })
+            .map(|i| record_of(i, names.get(&i.ino).copied()))
             .collect();
         InodeSnapshot { inodes }
+    }
+
+    /// A journaled table at `path` (see the module doc): with `replay`, the numbers the
+    /// journal holds (a later line for a number replaces an earlier one) and the root
+    /// pointed at `root`; without, or when the journal is unusable, a fresh table whose
+    /// journal starts empty.
+    pub fn journaled(path: &std::path::Path, root: Cid, replay: bool) -> std::io::Result<Inodes> {
+        let mut restored = None;
+        if replay {
+            if let Ok(text) = std::fs::read_to_string(path) {
+                let mut records: Vec<InodeRecord> = Vec::new();
+                for line in text.lines() {
+                    let Ok(r) = serde_json::from_str::<InodeRecord>(line) else {
+                        continue; // a line cut short by the crash
+                    };
+                    match usize::try_from(r.ino).ok().and_then(|i| i.checked_sub(1)) {
+                        Some(i) if i < records.len() => records[i] = r,
+                        Some(i) if i == records.len() => records.push(r),
+                        _ => {}
+                    }
+                }
+                match Inodes::restore(&InodeSnapshot { inodes: records }) {
+                    Ok(t) => restored = Some(t),
+                    Err(e) => tracing::warn!("inode journal not usable, starting afresh: {e}"),
+                }
+            }
+        }
+        let append = restored.is_some();
+        let inodes = match restored {
+            Some(t) => {
+                t.set_root(root);
+                t
+            }
+            None => Inodes::new(root),
+        };
+        let file = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .truncate(false)
+            .open(path)?;
+        let mut t = inodes.lock();
+        if !append {
+            file.set_len(0)?;
+            let root_node = t.inodes[0].clone();
+            t.journal = Some(file);
+            t.journal(&root_node, None);
+        } else {
+            t.journal = Some(file);
+        }
+        drop(t);
+        Ok(inodes)
+    }
+
+    /// Starts journaling this table into `path` (replacing its content with the table now),
+    /// for a supervised daemon that took over from a hot restart.
+    pub fn attach_journal(&self, path: &std::path::Path) -> std::io::Result<()> {
+        use std::io::Write;
+        let snapshot = self.snapshot();
+        let mut text = Vec::new();
+        for r in &snapshot.inodes {
+            text.extend(serde_json::to_vec(r).unwrap_or_default());
+            text.push(b'\n');
+        }
+        let mut file = std::fs::File::create(path)?;
+        file.write_all(&text)?;
+        self.lock().journal = Some(file);
+        Ok(())
     }
 
     /// The table a [`Inodes::snapshot`] describes: the same numbers for the same things.
@@ -353,6 +451,22 @@ mod tests {
         );
         assert_eq!(back.intern(99, "b", node(Kind::File, cid(2))).ino, file.ino);
         assert_eq!(back.intern(ROOT_INO, "new", node(Kind::Dir, cid(3))).ino, 5);
+        // The journal gives the same numbers to the next process.
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("inodes");
+        let j = Inodes::journaled(&path, cid(0), true).unwrap();
+        let d = j.intern(ROOT_INO, "app", node(Kind::Dir, cid(1)));
+        let f = j.intern(d.ino, "a.txt", node(Kind::File, cid(2)));
+        drop(j);
+        let again = Inodes::journaled(&path, cid(9), true).unwrap();
+        assert_eq!(again.get(ROOT_INO).unwrap().cid, cid(9));
+        assert_eq!(
+            again.intern(ROOT_INO, "app", node(Kind::Dir, cid(1))).ino,
+            d.ino
+        );
+        assert_eq!(again.get(f.ino).unwrap().cid, cid(2));
+        let fresh = Inodes::journaled(&path, cid(0), false).unwrap();
+        assert_eq!(fresh.len(), 1);
         // A gap in the numbering is refused.
         let mut bad = snap.clone();
         bad.inodes.remove(1);

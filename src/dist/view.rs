@@ -180,6 +180,11 @@ impl DistView {
         self
     }
 
+    /// Journals the inode table into `path` from now on (`Inodes::attach_journal`).
+    pub fn attach_journal(&self, path: &std::path::Path) -> std::io::Result<()> {
+        self.inodes.attach_journal(path)
+    }
+
     /// The inode table, for a hot restart.
     pub fn inode_snapshot(&self) -> super::inode::InodeSnapshot {
         self.inodes.snapshot()

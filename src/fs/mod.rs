@@ -118,6 +118,18 @@ fn ttl(node: &Inode) -> Duration {
     }
 }
 
+/// What distfs asks of the kernel at FUSE_INIT (shared with the supervisor's mount, which
+/// answers the INIT before a daemon serves the connection).
+pub(crate) fn configure(config: &mut KernelConfig) {
+    let wanted = InitFlags::FUSE_PARALLEL_DIROPS | InitFlags::FUSE_CACHE_SYMLINKS;
+    if let Err(missing) = config.add_capabilities(wanted) {
+        tracing::debug!("kernel lacks capabilities {missing:?}");
+    }
+    let _ = config.set_max_background(64);
+    let _ = config.set_congestion_threshold(48);
+    let _ = config.set_max_readahead(1024 * 1024);
+}
+
 /// The one errno table.
 pub fn errno(err: &ViewError) -> Errno {
     match err {
@@ -148,13 +160,7 @@ fn name_of(name: &OsStr) -> Option<String> {
 impl fuser::Filesystem for DistFs {
     fn init(&mut self, _req: &Request, config: &mut KernelConfig) -> std::io::Result<()> {
         let _ = self.init.set(handover::KernelInit::of(config));
-        let wanted = InitFlags::FUSE_PARALLEL_DIROPS | InitFlags::FUSE_CACHE_SYMLINKS;
-        if let Err(missing) = config.add_capabilities(wanted) {
-            tracing::debug!("kernel lacks capabilities {missing:?}");
-        }
-        let _ = config.set_max_background(64);
-        let _ = config.set_congestion_threshold(48);
-        let _ = config.set_max_readahead(1024 * 1024);
+        configure(config);
         Ok(())
     }
 

@@ -151,6 +151,21 @@ pub struct Mounted {
 pub fn mount(fs: DistFs, cfg: &MountConfig) -> Result<Mounted, MountError> {
     check_allow_other(cfg.allow_other)?;
     clear_stale(&cfg.mountpoint)?;
+    let config = fuse_config(cfg);
+    let err = |source| MountError::Mount {
+        path: cfg.mountpoint.display().to_string(),
+        source,
+    };
+    let session = fuser::Session::new(fs, &cfg.mountpoint, &config).map_err(err)?;
+    let fuse = std::os::fd::AsFd::as_fd(&session)
+        .try_clone_to_owned()
+        .map_err(err)?;
+    let session = session.spawn().map_err(err)?;
+    Ok(Mounted { session, fuse })
+}
+
+/// fuser's settings for a distfs mount.
+fn fuse_config(cfg: &MountConfig) -> Config {
     let mut config = Config::default();
     config.mount_options = vec![
         MountOption::RO,
@@ -166,16 +181,61 @@ pub fn mount(fs: DistFs, cfg: &MountConfig) -> Result<Mounted, MountError> {
     if cfg.allow_other {
         config.acl = SessionACL::All;
     }
+    config
+}
+
+/// A mount held by a supervisor that serves nothing itself: it answered the kernel's INIT
+/// (with distfs's settings) and keeps the connection open for daemons it starts
+/// (`fs::handover::adopt`). Dropping it unmounts.
+pub struct HeldMount {
+    _session: fuser::Session<InitOnly>,
+    /// The connection's fd.
+    pub fuse: std::os::fd::OwnedFd,
+    /// What the kernel offered at INIT.
+    pub init: super::handover::KernelInit,
+}
+
+/// The supervisor's stand-in filesystem: answers INIT only (it never runs a loop).
+pub struct InitOnly {
+    init: super::handover::InitRecord,
+}
+
+impl fuser::Filesystem for InitOnly {
+    fn init(
+        &mut self,
+        _req: &fuser::Request,
+        config: &mut fuser::KernelConfig,
+    ) -> std::io::Result<()> {
+        let _ = self.init.set(super::handover::KernelInit::of(config));
+        super::configure(config);
+        Ok(())
+    }
+}
+
+/// Mounts like [`mount`] but serves nothing: see [`HeldMount`].
+pub fn mount_held(cfg: &MountConfig) -> Result<HeldMount, MountError> {
+    check_allow_other(cfg.allow_other)?;
+    clear_stale(&cfg.mountpoint)?;
     let err = |source| MountError::Mount {
         path: cfg.mountpoint.display().to_string(),
         source,
     };
-    let session = fuser::Session::new(fs, &cfg.mountpoint, &config).map_err(err)?;
+    let record = super::handover::InitRecord::default();
+    let only = InitOnly {
+        init: record.clone(),
+    };
+    let session = fuser::Session::new(only, &cfg.mountpoint, &fuse_config(cfg)).map_err(err)?;
     let fuse = std::os::fd::AsFd::as_fd(&session)
         .try_clone_to_owned()
         .map_err(err)?;
-    let session = session.spawn().map_err(err)?;
-    Ok(Mounted { session, fuse })
+    let init = *record
+        .get()
+        .ok_or_else(|| err(io::Error::other("the kernel sent no FUSE_INIT")))?;
+    Ok(HeldMount {
+        _session: session,
+        fuse,
+        init,
+    })
 }
 
 /// The kernel readahead window distfs asks for on its mounts, in KiB.
