@@ -538,7 +538,10 @@ fn mount_t_fuse_distfs_and_an_fstab_line_mount_through_the_helper() {
         "the full log was not rotated to mount.log.1"
     );
     let fresh = std::fs::metadata(&log).unwrap().len();
-    assert!(fresh > 0 && fresh < 1 << 20, "mount.log after rotation: {fresh} bytes");
+    assert!(
+        fresh > 0 && fresh < 1 << 20,
+        "mount.log after rotation: {fresh} bytes"
+    );
 
     // The daemon's own error comes back through mount, which fails.
     let out = mount_cmd(&["-t", "fuse.distfs", "/ipfs/not-a-cid", mnt_s, "-o", &opts]);

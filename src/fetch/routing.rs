@@ -157,7 +157,11 @@ pub fn gateway_url(addr: &str) -> Option<String> {
         return Some(url);
     }
     let parsed = Url::parse(&url).ok()?;
-    let ip = parsed.host_str()?.trim_matches(['[', ']']).parse::<IpAddr>().ok()?;
+    let ip = parsed
+        .host_str()?
+        .trim_matches(['[', ']'])
+        .parse::<IpAddr>()
+        .ok()?;
     is_local(ip).then_some(url)
 }
 
