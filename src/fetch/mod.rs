@@ -32,6 +32,7 @@ use cid::Cid;
 
 use crate::block::Block;
 
+mod body;
 mod fetcher;
 mod flight;
 mod gateway;

@@ -21,11 +21,12 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 use reqwest::header::{ACCEPT, AUTHORIZATION, CONTENT_TYPE};
 use reqwest::{StatusCode, Url};
 use serde::{Deserialize, Deserializer, Serialize};
 
+use super::body::{self, error_chain, BodyError};
 use super::GatewayClient;
 
 /// The largest answer body read (a `PinStatus` is well under 1 KiB; a list of 1000 of
@@ -389,31 +390,25 @@ fn parse<T: for<'de> Deserialize<'de>>(url: &str, body: &[u8]) -> Result<T, Pinn
 }
 
 fn transport(url: &str, e: &reqwest::Error) -> PinningError {
-    let mut reason = e.to_string();
-    let mut cur = std::error::Error::source(e);
-    while let Some(c) = cur {
-        reason.push_str(": ");
-        reason.push_str(&c.to_string());
-        cur = c.source();
-    }
     PinningError::Transport {
         url: url.to_string(),
-        reason,
+        reason: error_chain(e),
     }
 }
 
-async fn read_bounded(url: &str, mut resp: reqwest::Response) -> Result<Bytes, PinningError> {
-    let mut body = BytesMut::new();
-    while let Some(chunk) = resp.chunk().await.map_err(|e| transport(url, &e))? {
-        if body.len() + chunk.len() > MAX_ANSWER {
-            return Err(PinningError::BadAnswer {
+async fn read_bounded(url: &str, resp: reqwest::Response) -> Result<Bytes, PinningError> {
+    body::read_bounded(resp, MAX_ANSWER)
+        .await
+        .map_err(|e| match e {
+            BodyError::Transport(reason) => PinningError::Transport {
                 url: url.to_string(),
-                reason: format!("answer over {MAX_ANSWER} bytes"),
-            });
-        }
-        body.extend_from_slice(&chunk);
-    }
-    Ok(body.freeze())
+                reason,
+            },
+            BodyError::TooLarge(limit) => PinningError::BadAnswer {
+                url: url.to_string(),
+                reason: format!("answer over {limit} bytes"),
+            },
+        })
 }
 
 #[cfg(test)]

@@ -8,11 +8,12 @@
 
 use std::time::Duration;
 
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 use cid::Cid;
 use reqwest::header::{ACCEPT, AUTHORIZATION, CONTENT_TYPE};
 use reqwest::{StatusCode, Url};
 
+use super::body::{self, error_chain, BodyError};
 use super::GatewayClient;
 
 /// The media type of a CAR body.
@@ -177,16 +178,9 @@ impl PushClient {
 }
 
 fn transport(url: &str, e: &reqwest::Error) -> PushError {
-    let mut reason = e.to_string();
-    let mut cur = std::error::Error::source(e);
-    while let Some(c) = cur {
-        reason.push_str(": ");
-        reason.push_str(&c.to_string());
-        cur = c.source();
-    }
     PushError::Transport {
         url: url.to_string(),
-        reason,
+        reason: error_chain(e),
     }
 }
 
@@ -213,20 +207,19 @@ async fn refused(url: &str, status: StatusCode, resp: reqwest::Response) -> Push
 /// Reads a body, failing once it passes `limit` bytes.
 async fn read_bounded(
     url: &str,
-    mut resp: reqwest::Response,
+    resp: reqwest::Response,
     limit: usize,
 ) -> Result<Bytes, PushError> {
-    let mut body = BytesMut::new();
-    while let Some(chunk) = resp.chunk().await.map_err(|e| transport(url, &e))? {
-        if body.len() + chunk.len() > limit {
-            return Err(PushError::BadAnswer {
-                url: url.to_string(),
-                reason: format!("answer over {limit} bytes"),
-            });
-        }
-        body.extend_from_slice(&chunk);
-    }
-    Ok(body.freeze())
+    body::read_bounded(resp, limit).await.map_err(|e| match e {
+        BodyError::Transport(reason) => PushError::Transport {
+            url: url.to_string(),
+            reason,
+        },
+        BodyError::TooLarge(limit) => PushError::BadAnswer {
+            url: url.to_string(),
+            reason: format!("answer over {limit} bytes"),
+        },
+    })
 }
 
 #[cfg(test)]
