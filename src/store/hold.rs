@@ -112,25 +112,8 @@ impl<S: BlockStore> BlockStore for Holding<S> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::block::codec;
     use crate::store::disk::DiskStore;
-
-    fn block(n: u8, len: usize) -> Block {
-        Block::encode(
-            cid::Version::V1,
-            codec::RAW,
-            bytes::Bytes::from(vec![n; len]),
-        )
-    }
-
-    fn put(q: &Arc<Quota>, b: &Block) {
-        q.disk().put_sync(b).unwrap();
-        q.written(b.cid(), b.data().len() as u64);
-    }
-
-    fn on_disk(q: &Quota, b: &Block) -> bool {
-        q.disk().path_of(b.cid()).exists()
-    }
+    use crate::store::quota::tests::{block, on_disk, put};
 
     #[tokio::test]
     async fn a_holding_store_keeps_what_it_read_until_dropped() {

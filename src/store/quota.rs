@@ -401,12 +401,13 @@ fn remove_foreign_temp_files(blocks: &std::path::Path) -> Result<u64, StoreError
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use crate::block::{codec, Block};
     use crate::store::hold::InUse;
 
-    fn block(n: u8, len: usize) -> Block {
+    /// A raw block of `len` bytes of `n` (also used by `store::hold`'s tests).
+    pub(crate) fn block(n: u8, len: usize) -> Block {
         Block::encode(
             cid::Version::V1,
             codec::RAW,
@@ -415,12 +416,12 @@ mod tests {
     }
 
     /// Writes like the cache does (outside a runtime, eviction runs inline).
-    fn put(q: &Arc<Quota>, b: &Block) {
+    pub(crate) fn put(q: &Arc<Quota>, b: &Block) {
         q.disk().put_sync(b).unwrap();
         q.written(b.cid(), b.data().len() as u64);
     }
 
-    fn on_disk(q: &Quota, b: &Block) -> bool {
+    pub(crate) fn on_disk(q: &Quota, b: &Block) -> bool {
         q.disk().path_of(b.cid()).exists()
     }
 
