@@ -94,7 +94,7 @@ pub fn validate_project_name(name: &str) -> Result<(), String> {
 pub fn source_of(root: &str, publisher: Option<&str>) -> Result<ProjectSource, String> {
     let root: RootSpec = root
         .parse()
-        .map_err(|e: crate::name::resolve::RootSpecError| e.to_string())?;
+        .map_err(|e: crate::name::RootSpecError| e.to_string())?;
     let publisher = match publisher {
         Some(p) => Some(
             p.trim_start_matches("/ipns/")

@@ -9,8 +9,6 @@ use std::io::Write;
 
 use crate::block::{multihash_key, Block};
 use crate::car::CarWriter;
-use crate::store::disk::DiskStore;
-use crate::store::MemStore;
 
 use super::ImportError;
 
@@ -63,22 +61,6 @@ impl<W: Write> BlockSink for CarSink<W> {
         if self.seen.insert(block.cid().to_bytes()) {
             self.writer.put(block)?;
         }
-        Ok(())
-    }
-}
-
-impl BlockSink for DiskStore {
-    fn put(&mut self, block: Block) -> Result<(), ImportError> {
-        self.put_sync(&block).map_err(|e| ImportError::Sink {
-            cid: *block.cid(),
-            reason: e.to_string(),
-        })
-    }
-}
-
-impl BlockSink for MemStore {
-    fn put(&mut self, block: Block) -> Result<(), ImportError> {
-        self.insert(block);
         Ok(())
     }
 }

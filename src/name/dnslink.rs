@@ -3,17 +3,13 @@
 //! private zones). Answers are not cached here (the resolver applies its own TTL rules);
 //! each lookup is bounded by a timeout.
 
-use std::net::SocketAddr;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use hickory_resolver::config::{NameServerConfigGroup, ResolverConfig, ResolverOpts};
-use hickory_resolver::name_server::TokioConnectionProvider;
-use hickory_resolver::TokioResolver;
+#[cfg(feature = "daemon")]
+pub use lookup::DnsLinkResolver;
 
 /// Longest domain accepted (DNS limit).
 const MAX_DOMAIN_LEN: usize = 253;
-/// Time for one whole lookup, retries included.
-const LOOKUP_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Why a DNSLink could not be read.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -65,77 +61,6 @@ pub struct DnsLink {
     pub ttl: Duration,
 }
 
-/// Reads DNSLink TXT records.
-#[derive(Clone)]
-pub struct DnsLinkResolver {
-    inner: TokioResolver,
-}
-
-impl std::fmt::Debug for DnsLinkResolver {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("DnsLinkResolver")
-    }
-}
-
-impl DnsLinkResolver {
-    /// A resolver using the system configuration, or only `server` when given.
-    pub fn new(server: Option<SocketAddr>) -> Result<DnsLinkResolver, DnsLinkError> {
-        let mut opts = ResolverOpts::default();
-        // Every lookup goes to the server: the name resolver keeps its own TTLs, and a test
-        // that changes a record must see the change.
-        opts.cache_size = 0;
-        opts.timeout = Duration::from_secs(3);
-        opts.attempts = 2;
-        let builder = match server {
-            Some(addr) => {
-                let group = NameServerConfigGroup::from_ips_clear(&[addr.ip()], addr.port(), true);
-                TokioResolver::builder_with_config(
-                    ResolverConfig::from_parts(None, vec![], group),
-                    TokioConnectionProvider::default(),
-                )
-            }
-            None => TokioResolver::builder_tokio().map_err(|e| DnsLinkError::Setup {
-                reason: e.to_string(),
-            })?,
-        };
-        Ok(DnsLinkResolver {
-            inner: builder.with_options(opts).build(),
-        })
-    }
-
-    /// The DNSLink value of `domain`.
-    #[tracing::instrument(skip_all, fields(domain = %domain))]
-    pub async fn lookup(&self, domain: &str) -> Result<DnsLink, DnsLinkError> {
-        check_domain(domain)?;
-        let fqdn = format!("_dnslink.{}.", domain.trim_end_matches('.'));
-        let lookup_err = |reason: String| DnsLinkError::Lookup {
-            domain: domain.to_string(),
-            reason,
-        };
-        let answer = tokio::time::timeout(LOOKUP_TIMEOUT, self.inner.txt_lookup(fqdn))
-            .await
-            .map_err(|_| lookup_err(format!("no answer within {LOOKUP_TIMEOUT:?}")))?
-            .map_err(|e| lookup_err(e.to_string()))?;
-        let ttl = answer
-            .as_lookup()
-            .valid_until()
-            .saturating_duration_since(Instant::now());
-        let strings: Vec<String> = answer
-            .iter()
-            .map(|txt| {
-                let joined: Vec<u8> = txt
-                    .txt_data()
-                    .iter()
-                    .flat_map(|s| s.iter().copied())
-                    .collect();
-                String::from_utf8_lossy(&joined).into_owned()
-            })
-            .collect();
-        let path = pick(domain, &strings)?;
-        Ok(DnsLink { path, ttl })
-    }
-}
-
 /// Rejects what is not a plausible DNS name (no lookups for paths, spaces or empty labels).
 pub fn check_domain(domain: &str) -> Result<(), DnsLinkError> {
     let bad = |reason: &str| DnsLinkError::BadDomain {
@@ -182,6 +107,94 @@ pub fn pick(domain: &str, txt: &[String]) -> Result<String, DnsLinkError> {
             domain: domain.to_string(),
             values,
         }),
+    }
+}
+
+/// The lookups themselves (the `daemon` feature: they need tokio and hickory).
+#[cfg(feature = "daemon")]
+mod lookup {
+    use std::net::SocketAddr;
+    use std::time::{Duration, Instant};
+
+    use hickory_resolver::config::{NameServerConfigGroup, ResolverConfig, ResolverOpts};
+    use hickory_resolver::name_server::TokioConnectionProvider;
+    use hickory_resolver::TokioResolver;
+
+    use super::{check_domain, pick, DnsLink, DnsLinkError};
+
+    /// Time for one whole lookup, retries included.
+    const LOOKUP_TIMEOUT: Duration = Duration::from_secs(10);
+
+    /// Reads DNSLink TXT records.
+    #[derive(Clone)]
+    pub struct DnsLinkResolver {
+        inner: TokioResolver,
+    }
+
+    impl std::fmt::Debug for DnsLinkResolver {
+        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.write_str("DnsLinkResolver")
+        }
+    }
+
+    impl DnsLinkResolver {
+        /// A resolver using the system configuration, or only `server` when given.
+        pub fn new(server: Option<SocketAddr>) -> Result<DnsLinkResolver, DnsLinkError> {
+            let mut opts = ResolverOpts::default();
+            // Every lookup goes to the server: the name resolver keeps its own TTLs, and a test
+            // that changes a record must see the change.
+            opts.cache_size = 0;
+            opts.timeout = Duration::from_secs(3);
+            opts.attempts = 2;
+            let builder = match server {
+                Some(addr) => {
+                    let group =
+                        NameServerConfigGroup::from_ips_clear(&[addr.ip()], addr.port(), true);
+                    TokioResolver::builder_with_config(
+                        ResolverConfig::from_parts(None, vec![], group),
+                        TokioConnectionProvider::default(),
+                    )
+                }
+                None => TokioResolver::builder_tokio().map_err(|e| DnsLinkError::Setup {
+                    reason: e.to_string(),
+                })?,
+            };
+            Ok(DnsLinkResolver {
+                inner: builder.with_options(opts).build(),
+            })
+        }
+
+        /// The DNSLink value of `domain`.
+        #[tracing::instrument(skip_all, fields(domain = %domain))]
+        pub async fn lookup(&self, domain: &str) -> Result<DnsLink, DnsLinkError> {
+            check_domain(domain)?;
+            let fqdn = format!("_dnslink.{}.", domain.trim_end_matches('.'));
+            let lookup_err = |reason: String| DnsLinkError::Lookup {
+                domain: domain.to_string(),
+                reason,
+            };
+            let answer = tokio::time::timeout(LOOKUP_TIMEOUT, self.inner.txt_lookup(fqdn))
+                .await
+                .map_err(|_| lookup_err(format!("no answer within {LOOKUP_TIMEOUT:?}")))?
+                .map_err(|e| lookup_err(e.to_string()))?;
+            let ttl = answer
+                .as_lookup()
+                .valid_until()
+                .saturating_duration_since(Instant::now());
+            let strings: Vec<String> = answer
+                .iter()
+                .map(|txt| {
+                    let joined: Vec<u8> = txt
+                        .txt_data()
+                        .iter()
+                        .flat_map(|s| s.iter().copied())
+                        .collect();
+                    String::from_utf8_lossy(&joined).into_owned()
+                })
+                .collect();
+            let path = pick(domain, &strings)?;
+            Ok(DnsLink { path, ttl })
+        }
     }
 }
 

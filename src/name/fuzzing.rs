@@ -51,7 +51,7 @@ pub fn check(input: &[u8]) {
 /// from it prints back to itself.
 pub fn check_dnslink(input: &[u8]) {
     use super::dnslink::{check_domain, pick};
-    use super::resolve::RootSpec;
+    use super::root::RootSpec;
     let text = String::from_utf8_lossy(input);
     let mut lines = text.split('\n');
     let domain = lines.next().unwrap_or_default();

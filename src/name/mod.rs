@@ -4,9 +4,10 @@
 //! Pure parts: [`IpnsName`] in all its spellings, Ed25519 [`Keypair`]s stored as libp2p
 //! `PrivateKey` protobufs, and signed records built by [`create`] and checked by [`verify`]
 //! (size, signature V2 over the DAG-CBOR `data`, V1 fields agreeing with it, key matching
-//! the name, validity). I/O parts: [`dnslink`] (TXT lookups) and [`resolve`] (records from
+//! the name, validity). I/O parts: [`dnslink`] (TXT lookups) and `resolve` (records from
 //! every configured source, highest valid sequence, never back below a sequence once seen,
-//! the last good record persisted in the cache dir).
+//! the last good record persisted in the cache dir). [`RootSpec`] parses and prints roots.
+//! The I/O parts exist only with the `daemon` feature (the fuzz build has none).
 
 mod cbor;
 pub mod dnslink;
@@ -15,7 +16,9 @@ pub mod fuzzing;
 pub mod key;
 mod pb;
 pub mod record;
+#[cfg(feature = "daemon")]
 pub mod resolve;
+pub mod root;
 
 use std::fmt;
 use std::path::PathBuf;
@@ -27,7 +30,9 @@ use multihash::Multihash;
 
 pub use key::{Keypair, PublicKey};
 pub use record::{create, verify, Record, RecordError, MAX_RECORD_SIZE};
-pub use resolve::{Resolved, Resolver, ResolverConfig, RootSpec};
+#[cfg(feature = "daemon")]
+pub use resolve::{Resolved, Resolver, ResolverConfig};
+pub use root::{RootSpec, RootSpecError};
 
 /// Multicodec `libp2p-key`: the codec of a CID that names an IPNS key.
 pub const LIBP2P_KEY_CODEC: u64 = 0x72;

@@ -202,6 +202,17 @@ impl BlockStore for DiskStore {
     }
 }
 
+/// The importer writes straight into a disk store (`distfs add --store`).
+impl crate::import::BlockSink for DiskStore {
+    fn put(&mut self, block: Block) -> Result<(), crate::import::ImportError> {
+        self.put_sync(&block)
+            .map_err(|e| crate::import::ImportError::Sink {
+                cid: *block.cid(),
+                reason: e.to_string(),
+            })
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -138,3 +138,11 @@ impl BlockStore for MemStore {
         Ok(self.get_sync(cid).is_some())
     }
 }
+
+/// The importer writes straight into a memory store (tests, `distfs add` without `--store`).
+impl crate::import::BlockSink for MemStore {
+    fn put(&mut self, block: Block) -> Result<(), crate::import::ImportError> {
+        self.insert(block);
+        Ok(())
+    }
+}
