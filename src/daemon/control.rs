@@ -162,6 +162,7 @@ async fn connection(mut stream: UnixStream, shared: &Shared) -> std::io::Result<
         // The new daemon serves the mount: leave without running a destructor (the mount,
         // the control socket file and the lock are the new daemon's now).
         let _ = stream.flush().await;
+        tracing::debug!("the old daemon exits now");
         std::process::exit(0);
     }
     sent

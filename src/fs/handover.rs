@@ -146,6 +146,7 @@ impl Gate {
     pub fn answer<R>(&self, reply: R, send: impl FnOnce(R)) {
         let frozen = self.frozen.read().unwrap_or_else(|e| e.into_inner());
         if *frozen {
+            tracing::debug!("frozen: reply held back for a resend");
             std::mem::forget(reply);
         } else {
             send(reply);
@@ -155,6 +156,7 @@ impl Gate {
     /// Stops all replies; returns once no reply is being sent.
     pub fn freeze(&self) {
         *self.frozen.write().unwrap_or_else(|e| e.into_inner()) = true;
+        tracing::debug!("replies frozen");
     }
 
     /// Lets replies through again (a hand-over that failed).
@@ -179,7 +181,9 @@ pub fn notify_resend(fuse: &impl AsFd) -> Result<(), HandoverError> {
     let fd = fuse.as_fd().try_clone_to_owned().map_err(io_err("dup"))?;
     let mut file = std::fs::File::from(fd);
     file.write_all(&msg)
-        .map_err(io_err("writing FUSE_NOTIFY_RESEND"))
+        .map_err(io_err("writing FUSE_NOTIFY_RESEND"))?;
+    tracing::debug!("sent FUSE_NOTIFY_RESEND");
+    Ok(())
 }
 
 /// Serves `fs` on the live FUSE connection `fuse` (handed over from another process) from a
