@@ -12,10 +12,12 @@
 //! 3. new: opens the cache, rebuilds the view from the snapshot, starts serving the handed
 //!    fd (`fs::handover::adopt`) and answers `{"ready":true}` (or `{"failed":"why"}`).
 //! 4. old: flushes its pending cache writes, answers the client and exits at once (no
-//!    destructor runs, so nothing unmounts and the control socket file stays).
+//!    destructor runs, so nothing unmounts and the control socket file stays). Its end of
+//!    the socket stays open until the exit itself closes it.
 //! 5. new: sees the socket close (the old process is gone, with every thread that could
-//!    still read the connection), asks the kernel to re-deliver what the old process read
-//!    but did not answer (FUSE_NOTIFY_RESEND), then binds the control socket.
+//!    still read the connection; if it takes too long, it is killed first), asks the kernel
+//!    to re-deliver what the old process read but did not answer (FUSE_NOTIFY_RESEND), then
+//!    binds the control socket.
 //!
 //! If the new process fails or goes silent before step 4, the old one kills it, thaws and
 //! has the kernel re-deliver what it held back: the mount carries on as before.
@@ -27,7 +29,7 @@
 
 use std::ffi::OsString;
 use std::io::{BufRead, BufReader, IoSlice, IoSliceMut, Read, Write};
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsRawFd, FromRawFd, IntoRawFd, OwnedFd, RawFd};
 use std::os::unix::net::UnixStream;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
@@ -219,8 +221,17 @@ impl Handover {
         let (ours, theirs) = UnixStream::pair().map_err(io("socketpair"))?;
         let mut child = spawn_successor(binary, &theirs)?;
         drop(theirs);
+        // The new process resends what this one held back when it reads EOF on the socket,
+        // so the socket must stay open until no thread here can read the connection any
+        // more: until this process has exited, which closes it (it is close-on-exec, so no
+        // child keeps it). Closing it when the conversation ends left a window (answering
+        // the client, exiting) in which this process read requests after the resend and
+        // forgot them for good: a READ lost, its reader stuck in D state.
+        let held_open = ours.try_clone().map_err(io("socket clone"))?;
         let result = self.converse(ours, init, &mut child, flush);
-        if result.is_err() && self.gate.is_frozen() {
+        if result.is_ok() {
+            let _ = held_open.into_raw_fd();
+        } else if self.gate.is_frozen() {
             // The new process may have read requests: it must be gone before they are resent.
             let _ = child.kill();
             let _ = child.wait();
@@ -228,7 +239,7 @@ impl Handover {
             if let Err(e) = handover::notify_resend(&self.fuse) {
                 tracing::warn!("re-delivering held requests failed: {e}");
             }
-        } else if result.is_err() {
+        } else {
             let _ = child.kill();
             let _ = child.wait();
         }
@@ -479,22 +490,38 @@ impl Incoming {
         self.stream
             .set_read_timeout(Some(EXIT_TIMEOUT))
             .map_err(io("socket timeout"))?;
-        let mut rest = Vec::new();
         let started = Instant::now();
-        // EOF once every thread of the old process is gone.
-        match self.stream.read_to_end(&mut rest) {
-            Ok(_) => tracing::info!(
+        // EOF once every thread of the old process is gone (it holds its end until exit).
+        if let Err(e) = self.wait_for_eof() {
+            // It is frozen and of no further use; until it is gone, a request it reads after
+            // the resend would never be answered.
+            tracing::warn!(
                 old_pid = self.snapshot.old_pid,
-                waited_ms = started.elapsed().as_millis() as u64,
-                "the old process has exited"
-            ),
-            Err(e) => tracing::warn!(
-                old_pid = self.snapshot.old_pid,
-                "the old process did not exit in time ({e}); taking over anyway"
-            ),
+                "the old process did not exit in time ({e}); killing it"
+            );
+            // SAFETY: kill has no memory preconditions; the pid is still the old process's,
+            // which cannot have been reaped while its end of the socket is open.
+            unsafe {
+                libc::kill(self.snapshot.old_pid as libc::pid_t, libc::SIGKILL);
+            }
+            self.wait_for_eof()?;
         }
+        tracing::info!(
+            old_pid = self.snapshot.old_pid,
+            waited_ms = started.elapsed().as_millis() as u64,
+            "the old process has exited"
+        );
         handover::notify_resend(&self.fuse)?;
         Ok(())
+    }
+
+    /// Reads the socket to its end (bounded by the read timeout set on it).
+    fn wait_for_eof(&mut self) -> Result<(), RestartError> {
+        let mut rest = Vec::new();
+        self.stream
+            .read_to_end(&mut rest)
+            .map(drop)
+            .map_err(io("waiting for the old process to exit"))
     }
 }
 
