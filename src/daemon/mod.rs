@@ -447,7 +447,7 @@ pub fn run(config: Config) -> Result<(), DaemonError> {
                 })
             })?;
             let snap_init = inc.snapshot.init;
-            let session =
+            let adopted =
                 crate::fs::handover::adopt(fs, fuse, snap_init, config.allow_other, uid, gid)
                     .map_err(|e| DaemonError::Takeover(e.into()))?;
             let fuse = inc.fuse.try_clone().map_err(|e| {
@@ -457,6 +457,11 @@ pub fn run(config: Config) -> Result<(), DaemonError> {
                 })
             })?;
             inc.finish().map_err(DaemonError::Takeover)?;
+            // Read the connection only now that the resend has queued everything the old
+            // process held back (see `Adopted`).
+            let session = adopted
+                .serve()
+                .map_err(|e| DaemonError::Takeover(e.into()))?;
             // The old daemon is gone: its socket and metrics address are free.
             let mut bound = bind_socket()?;
             bound.serve(Arc::clone(&shared));
@@ -575,7 +580,7 @@ fn adopt_supervised(
             source: e,
         })
     })?;
-    let session = crate::fs::handover::adopt(fs, sup.fuse, sup.init, config.allow_other, uid, gid)
+    let adopted = crate::fs::handover::adopt(fs, sup.fuse, sup.init, config.allow_other, uid, gid)
         .map_err(takeover)?;
     if sup.generation > 0 {
         crate::fs::handover::notify_resend(&fuse).map_err(takeover)?;
@@ -584,6 +589,7 @@ fn adopt_supervised(
             "recovered the mount after the previous daemon died"
         );
     }
+    let session = adopted.serve().map_err(takeover)?;
     Ok(Mounted { session, fuse })
 }
 

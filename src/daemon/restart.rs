@@ -9,15 +9,17 @@
 //! 2. old: freezes its replies (`fs::handover::Gate`), takes the [`Snapshot`] (inode table,
 //!    open handles, root, name state, the connection's INIT values) and sends it framed, with
 //!    the FUSE fd and the cache-lock fd attached (`SCM_RIGHTS`).
-//! 3. new: opens the cache, rebuilds the view from the snapshot, starts serving the handed
-//!    fd (`fs::handover::adopt`) and answers `{"ready":true}` (or `{"failed":"why"}`).
+//! 3. new: opens the cache, rebuilds the view from the snapshot, makes its FUSE session on
+//!    the handed fd (`fs::handover::adopt`, which reads nothing yet) and answers
+//!    `{"ready":true}` (or `{"failed":"why"}`).
 //! 4. old: flushes its pending cache writes, answers the client and exits at once (no
 //!    destructor runs, so nothing unmounts and the control socket file stays). Its end of
 //!    the socket stays open until the exit itself closes it.
 //! 5. new: sees the socket close (the old process is gone, with every thread that could
 //!    still read the connection; if it takes too long, it is killed first), asks the kernel
-//!    to re-deliver what the old process read but did not answer (FUSE_NOTIFY_RESEND), then
-//!    binds the control socket.
+//!    to re-deliver what the old process read but did not answer (FUSE_NOTIFY_RESEND), and
+//!    only then starts reading the connection (so no request reaches it twice), then binds
+//!    the control socket. Until then requests wait in the kernel's queue.
 //!
 //! If the new process fails or goes silent before step 4, the old one kills it, thaws and
 //! has the kernel re-deliver what it held back: the mount carries on as before.

@@ -186,9 +186,24 @@ pub fn notify_resend(fuse: &impl AsFd) -> Result<(), HandoverError> {
     Ok(())
 }
 
-/// Serves `fs` on the live FUSE connection `fuse` (handed over from another process) from a
-/// background thread, with the synthetic-INIT handshake and `dup2` described in the module
-/// doc. Dropping the returned session does not unmount (it has no mount handle).
+/// A session that owns a handed-over connection but reads nothing from it yet.
+///
+/// Reading starts only with [`Adopted::serve`], after the previous owner is gone and the kernel
+/// was asked to re-deliver what it held back: a request this process read *before* the resend
+/// would be delivered to it a second time (the resend moves every unanswered request, its own
+/// included), and an OPEN answered twice leaks a handle.
+pub struct Adopted(Session<DistFs>);
+
+impl Adopted {
+    /// Starts reading and answering the connection from a background thread. Dropping the
+    /// returned session does not unmount (it has no mount handle).
+    pub fn serve(self) -> Result<fuser::BackgroundSession, HandoverError> {
+        self.0.spawn().map_err(io_err("starting the FUSE thread"))
+    }
+}
+
+/// Prepares to serve `fs` on the live FUSE connection `fuse` (handed over from another
+/// process), with the synthetic-INIT handshake and `dup2` described in the module doc.
 pub fn adopt(
     fs: DistFs,
     fuse: OwnedFd,
@@ -196,7 +211,7 @@ pub fn adopt(
     allow_other: bool,
     uid: u32,
     gid: u32,
-) -> Result<fuser::BackgroundSession, HandoverError> {
+) -> Result<Adopted, HandoverError> {
     let (ours, theirs) = UnixDatagram::pair().map_err(io_err("socketpair"))?;
     // A datagram pair keeps message boundaries both ways, as /dev/fuse does (one read, one
     // request), which is all fuser's handshake needs.
@@ -233,7 +248,7 @@ pub fn adopt(
         });
     }
     drop(fuse);
-    session.spawn().map_err(io_err("starting the FUSE thread"))
+    Ok(Adopted(session))
 }
 
 #[cfg(test)]
