@@ -316,6 +316,20 @@ standard output (use port 0 for a free port) and runs until SIGINT or SIGTERM.
 "##,
     ),
     (
+        "restart",
+        r##"Starts the new binary (the daemon's own executable path unless
+.BR \-\-binary ),
+with the daemon's arguments, and hands it the live FUSE connection, the cache lock and a
+snapshot of the inode table, open file handles and root; the old daemon then exits without
+unmounting. Open files, running programs and inode numbers carry on; requests the old
+daemon had read but not answered are re-delivered by the kernel (Linux 6.9 or later). If
+the new process fails to start, the old one keeps serving and this command exits 1. Not
+carried over: in-memory statistics and source health scores. The systemd unit's
+.B ExecReload
+runs it.
+"##,
+    ),
+    (
         "trace",
         r##"For every file read, writes
 .IR DIR / path .prefetch,

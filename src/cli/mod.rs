@@ -13,6 +13,7 @@ mod mount;
 mod pin;
 mod publish;
 mod refresh;
+mod restart;
 mod serve;
 mod status;
 mod trace;
@@ -39,6 +40,8 @@ enum Command {
     Hub(hub::HubArgs),
     /// Ask the running mount on a cache dir to re-resolve its root now.
     Refresh(refresh::RefreshArgs),
+    /// Hand the running mount to a new daemon process (upgrade) without disturbing its users.
+    Restart(restart::RestartArgs),
     /// Run a trustless HTTP gateway over a block store and CAR files.
     Serve(serve::ServeArgs),
     /// Turn a read trace (`distfs mount --trace`) into prefetch lists beside the files.
@@ -69,6 +72,7 @@ pub fn main() -> i32 {
         Command::Publish(args) => publish::run(args),
         Command::Hub(args) => hub::run(args),
         Command::Refresh(args) => refresh::run(args),
+        Command::Restart(args) => restart::run(args),
         Command::Serve(args) => serve::run(args),
         Command::Trace(args) => trace::run(args),
         Command::Pin(args) => pin::pin(args),

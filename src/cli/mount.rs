@@ -70,6 +70,10 @@ pub struct MountArgs {
     /// (`background-fetch = false` in the config file).
     #[arg(long)]
     pub no_background_fetch: bool,
+    /// Run the daemon under a small supervisor process that holds the mount and starts a
+    /// new daemon on it if the daemon dies (`supervise = true` in the config file).
+    #[arg(long)]
+    pub supervise: bool,
     /// Write one JSON line per read ({"path","size","offset","len"}) to FILE; `distfs
     /// trace` turns it into prefetch lists.
     #[arg(long, value_name = "FILE")]
@@ -124,6 +128,7 @@ impl MountArgs {
             min_ttl: self.min_ttl,
             max_ttl: self.max_ttl,
             background_fetch: self.no_background_fetch.then_some(false),
+            supervise: self.supervise.then_some(true),
             trace: self.trace,
             metrics_listen: self.metrics_listen,
             local_gateway,
@@ -137,6 +142,13 @@ pub fn run(args: MountArgs) -> anyhow::Result<()> {
     let file = RawConfig::load_applicable(args.config.as_deref())?;
     let config = args.raw()?.over(file).validate()?;
     distfs::fs::mount::check_allow_other(config.allow_other)?; // before any slow work
-    distfs::daemon::run(config)?;
+                                                               // The supervisor's children and a restart's successor run the same command line.
+    let child = std::env::var_os(distfs::daemon::supervise::FD_ENV).is_some()
+        || distfs::daemon::restart::inherited().is_some();
+    if config.supervise && !child {
+        distfs::daemon::supervise::run(config)?;
+    } else {
+        distfs::daemon::run(config)?;
+    }
     Ok(())
 }

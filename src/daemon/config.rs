@@ -111,6 +111,8 @@ pub struct RawConfig {
     pub max_ttl: Option<u64>,
     /// Fetch the rest of an opened AppImage in the background.
     pub background_fetch: Option<bool>,
+    /// Run the daemon under a supervisor that restarts it on the same mount.
+    pub supervise: Option<bool>,
     /// Read trace file.
     pub trace: Option<PathBuf>,
     /// Loopback address for the Prometheus `/metrics` endpoint.
@@ -256,6 +258,8 @@ pub struct Config {
     pub max_ttl: Duration,
     /// Fetch the rest of opened AppImages in the background.
     pub background_fetch: bool,
+    /// Run under a supervisor (`daemon::supervise`).
+    pub supervise: bool,
     /// Read trace file.
     pub trace: Option<PathBuf>,
     /// Where to serve `/metrics`, if anywhere.
@@ -319,6 +323,7 @@ impl RawConfig {
             min_ttl: self.min_ttl.or(file.min_ttl),
             max_ttl: self.max_ttl.or(file.max_ttl),
             background_fetch: self.background_fetch.or(file.background_fetch),
+            supervise: self.supervise.or(file.supervise),
             trace: self.trace.or(file.trace),
             metrics_listen: self.metrics_listen.or(file.metrics_listen),
             local_gateway: self.local_gateway.or(file.local_gateway),
@@ -423,6 +428,7 @@ impl RawConfig {
             min_ttl: Duration::from_secs(min_ttl),
             max_ttl: Duration::from_secs(max_ttl),
             background_fetch: self.background_fetch.unwrap_or(true),
+            supervise: self.supervise.unwrap_or(false),
             trace: self.trace,
             metrics_listen: self.metrics_listen,
             projects: self.projects.unwrap_or_default(),

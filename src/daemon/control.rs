@@ -15,7 +15,9 @@ use tokio::sync::{mpsc, oneshot, Semaphore};
 
 use super::metrics;
 use super::pin::{self, PinPath, Recorder};
-use super::protocol::{GcOutcome, Outcome, PinOutcome, Reply, Request, MAX_REQUEST};
+use super::protocol::{
+    GcOutcome, Outcome, PinOutcome, Reply, Request, RestartOutcome, MAX_REQUEST,
+};
 use super::state::Shared;
 use crate::store::pins::PinProgress;
 
@@ -149,7 +151,21 @@ async fn connection(mut stream: UnixStream, shared: &Shared) -> std::io::Result<
             Err(message) => Reply::Error { message },
         },
     };
-    send(&mut stream, &reply).await
+    let restarted = matches!(
+        reply,
+        Reply::Done {
+            result: Outcome::Restarted(_)
+        }
+    );
+    let sent = send(&mut stream, &reply).await;
+    if restarted {
+        // The new daemon serves the mount: leave without running a destructor (the mount,
+        // the control socket file and the lock are the new daemon's now).
+        let _ = stream.flush().await;
+        tracing::debug!("the old daemon exits now");
+        std::process::exit(0);
+    }
+    sent
 }
 
 #[tracing::instrument(skip_all, fields(op = ?req))]
@@ -161,7 +177,34 @@ async fn handle(req: Request, shared: &Shared, stream: &mut UnixStream) -> Resul
         Request::Gc { target } => gc(shared, target).await,
         Request::Pin { path } => pin_path(shared, &path, stream).await,
         Request::Unpin { path } => unpin_path(shared, &path).await,
+        Request::Restart { binary } => restart(shared, binary).await,
     }
+}
+
+/// How long pending cache writes may take before the old daemon of a restart exits.
+const RESTART_FLUSH_LIMIT: Duration = Duration::from_secs(30);
+
+async fn restart(shared: &Shared, binary: Option<String>) -> Result<Outcome, String> {
+    let Some(handover) = shared.handover.get().cloned() else {
+        return Err("the mount is not up yet; try again in a moment".to_owned());
+    };
+    let binary = super::restart::successor_binary(binary.map(std::path::PathBuf::from))
+        .map_err(|e| text(&e))?;
+    let store = shared.store.clone();
+    let rt = tokio::runtime::Handle::current();
+    let flush = move || {
+        if !rt.block_on(store.flush(RESTART_FLUSH_LIMIT)) {
+            tracing::warn!("some fetched blocks were not written to the cache before the restart");
+        }
+    };
+    let new_pid = tokio::task::spawn_blocking(move || handover.run(&binary, &flush))
+        .await
+        .map_err(|e| text(&e))?
+        .map_err(|e| text(&e))?;
+    Ok(Outcome::Restarted(RestartOutcome {
+        old_pid: std::process::id(),
+        new_pid,
+    }))
 }
 
 async fn refresh(shared: &Shared) -> Result<Outcome, String> {

@@ -7,7 +7,8 @@
 //! order (unmount, abort a stuck connection, flush the cache's pending writes, remove the
 //! socket).
 //!
-//! Runs in the foreground until `fusermount3 -u MOUNTPOINT`, SIGINT or SIGTERM.
+//! Runs in the foreground until `fusermount3 -u MOUNTPOINT`, SIGINT or SIGTERM. Started by
+//! a hot restart ([`restart`]), it takes the running mount over instead of mounting.
 
 pub mod client;
 pub mod config;
@@ -15,12 +16,15 @@ pub mod control;
 pub mod discover;
 mod follow;
 pub mod metrics;
+mod notify;
 pub mod pin;
 pub mod probe;
 mod projects;
 pub mod protocol;
+pub mod restart;
 mod state;
 pub mod status;
+pub mod supervise;
 
 use std::os::unix::fs::MetadataExt;
 use std::path::PathBuf;
@@ -33,7 +37,7 @@ use crate::dist::coldstart::ColdStartConfig;
 use crate::dist::trace::Tracer;
 use crate::dist::DistView;
 use crate::fetch::{Fetcher, FetcherConfig, RecordApi, RecordClient, DEFAULT_RECORD_TIMEOUT};
-use crate::fs::mount::{lazy_unmount, mount, raise_readahead, Invalidator, MountConfig};
+use crate::fs::mount::{lazy_unmount, mount, raise_readahead, Invalidator, MountConfig, Mounted};
 use crate::fs::DistFs;
 use crate::name::{Resolver, ResolverConfig};
 use crate::store::cache::CacheStore;
@@ -101,6 +105,26 @@ pub enum DaemonError {
     /// The control socket could not be created.
     #[error("creating the control socket {}", path.display())]
     Control {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    /// Taking over a running mount (a hot restart) failed.
+    #[error("taking over the running mount")]
+    Takeover(#[source] restart::RestartError),
+    /// The hand-over came from a daemon of another mount point or cache dir.
+    #[error("the running daemon serves {theirs} but this config says {ours}; restart with the same mount point and cache dir")]
+    TakeoverMismatch { theirs: String, ours: String },
+    /// The supervised daemon kept dying.
+    #[error("the daemon died {crashes} times within {window} s (last: {last}); gave up and unmounted (see the log above for why it died)")]
+    GaveUp {
+        crashes: usize,
+        window: u64,
+        last: String,
+    },
+    /// The inode journal could not be opened.
+    #[error("opening the inode journal {}", path.display())]
+    Journal {
         path: PathBuf,
         #[source]
         source: std::io::Error,
@@ -196,10 +220,45 @@ pub fn run(config: Config) -> Result<(), DaemonError> {
     let started = Instant::now();
     let spec = config.root.clone();
     let cache_dir = config.cache_dir.clone();
-    let _lock = CacheLock::acquire(
-        &cache_dir,
-        &format!("mounted at {}", config.mountpoint.display()),
-    )?;
+    let incoming = match restart::inherited() {
+        Some(fd) => Some(restart::Incoming::receive(fd).map_err(DaemonError::Takeover)?),
+        None => None,
+    };
+    // Started by a supervisor (and not by a restart): its connection, and whether to recover.
+    let supervised = match incoming {
+        None => supervise::inherited(),
+        Some(_) => None,
+    };
+    let journaled = std::env::var_os(supervise::FD_ENV).is_some();
+    let journal_path = cache_dir.join(JOURNAL_FILE);
+    let what = format!("mounted at {}", config.mountpoint.display());
+    let lock = match &incoming {
+        Some(inc) => {
+            let snap = &inc.snapshot;
+            if snap.mountpoint != config.mountpoint || snap.cache_dir != cache_dir {
+                return Err(DaemonError::TakeoverMismatch {
+                    theirs: format!(
+                        "{} (cache {})",
+                        snap.mountpoint.display(),
+                        snap.cache_dir.display()
+                    ),
+                    ours: format!(
+                        "{} (cache {})",
+                        config.mountpoint.display(),
+                        cache_dir.display()
+                    ),
+                });
+            }
+            let file = inc.lock.try_clone().map_err(|source| {
+                DaemonError::Takeover(restart::RestartError::Io {
+                    what: "dup of the lock fd",
+                    source,
+                })
+            })?;
+            CacheLock::adopt(file, &cache_dir, &what)?
+        }
+        None => CacheLock::acquire(&cache_dir, &what)?,
+    };
     let cache_err = |source| DaemonError::Cache {
         dir: cache_dir.clone(),
         source: Box::new(source),
@@ -230,17 +289,24 @@ pub fn run(config: Config) -> Result<(), DaemonError> {
     });
     let store = CacheStore::with_quota(quota, fetcher).with_offline(config.offline);
     let resolver = Arc::new(build_resolver(&config, &gateways, &routings)?);
-    let first = runtime
-        .block_on(resolver.resolve(&spec))
-        .map_err(|source| DaemonError::Resolve {
-            spec: spec.to_string(),
-            source: Box::new(source),
-        })?;
+    let first = match &incoming {
+        // The root the kernel has seen; the name is followed on from there.
+        Some(inc) => {
+            restart::resolved_of(&inc.snapshot, config.min_ttl).map_err(DaemonError::Takeover)?
+        }
+        None => runtime
+            .block_on(resolver.resolve(&spec))
+            .map_err(|source| DaemonError::Resolve {
+                spec: spec.to_string(),
+                source: Box::new(source),
+            })?,
+    };
     follow::log_refused(&spec, &first);
     let root = first.cid;
-    // Providers found through routing join the sources before the root is first read.
+    // Providers found through routing join the sources before the root is first read (not
+    // while taking a live mount over: the kernel's requests wait on that).
     let routing_clients = routing_clients(&config, &routings);
-    if !routing_clients.is_empty() {
+    if !routing_clients.is_empty() && incoming.is_none() {
         runtime.block_on(discover::discover(&routing_clients, store.fetcher(), root));
     }
     let tracer = match &config.trace {
@@ -258,6 +324,27 @@ pub fn run(config: Config) -> Result<(), DaemonError> {
     };
     let mut view = DistView::new(Arc::new(store.clone()), root, config.read_timeout)
         .with_cold_start(cold, tracer);
+    if let Some(inc) = &incoming {
+        let inodes = crate::dist::inode::Inodes::restore(&inc.snapshot.inodes)
+            .map_err(|e| DaemonError::Takeover(restart::RestartError::Protocol(e.to_string())))?;
+        if journaled {
+            inodes
+                .attach_journal(&journal_path)
+                .map_err(|source| DaemonError::Journal {
+                    path: journal_path.clone(),
+                    source,
+                })?;
+        }
+        view = view.with_inodes(inodes);
+    }
+    if let Some(sup) = &supervised {
+        let inodes = crate::dist::inode::Inodes::journaled(&journal_path, root, sup.generation > 0)
+            .map_err(|source| DaemonError::Journal {
+                path: journal_path.clone(),
+                source,
+            })?;
+        view = view.with_inodes(inodes);
+    }
     if config.cache_size.is_some() {
         // Blocks an open file has read stay cached until it is closed.
         let holds = store.clone();
@@ -277,6 +364,13 @@ pub fn run(config: Config) -> Result<(), DaemonError> {
             root,
         ));
     }
+    if let Some(inc) = &incoming {
+        view.restore_handles(inc.snapshot.next_fh, &inc.snapshot.open_fhs);
+    }
+    if let Some(sup) = &supervised {
+        // Handles of a dead child are unknown here: number new ones apart from them.
+        view.restore_handles(sup.generation << 40, &[]);
+    }
     view.set_root_info(follow::root_info(&spec, &first));
     runtime
         .block_on(view.readdir(crate::dist::ROOT_INO))
@@ -286,12 +380,18 @@ pub fn run(config: Config) -> Result<(), DaemonError> {
         })?;
 
     // The control socket exists before the mount does: a client that sees the mount can
-    // talk to the daemon.
+    // talk to the daemon. Taking over, the old daemon still answers on it until it exits.
     let socket_path = cache_dir.join(protocol::SOCKET_FILE);
-    let mut socket = ControlSocket::bind(&socket_path).map_err(|source| DaemonError::Control {
-        path: socket_path.clone(),
-        source,
-    })?;
+    let bind_socket = || {
+        ControlSocket::bind(&socket_path).map_err(|source| DaemonError::Control {
+            path: socket_path.clone(),
+            source,
+        })
+    };
+    let mut socket = match incoming {
+        Some(_) => None,
+        None => Some(bind_socket()?),
+    };
     let name = spec.is_mutable().then(|| {
         Arc::new(NameCell {
             state: Mutex::new(NameState::from_resolved(&first)),
@@ -314,26 +414,96 @@ pub fn run(config: Config) -> Result<(), DaemonError> {
         local_gateway,
         metrics_listen: OnceLock::new(),
         owner_uid: uid,
+        handover: OnceLock::new(),
     });
-    if let Some(addr) = config.metrics_listen {
-        let listener = runtime
-            .block_on(metrics::bind(addr))
-            .map_err(|source| DaemonError::Metrics { addr, source })?;
-        if let Ok(bound) = listener.local_addr() {
-            let _ = shared.metrics_listen.set(bound);
-            tracing::info!(addr = %bound, "serving /metrics");
+    if incoming.is_none() {
+        if let Some(addr) = config.metrics_listen {
+            let listener = runtime
+                .block_on(metrics::bind(addr))
+                .map_err(|source| DaemonError::Metrics { addr, source })?;
+            serve_metrics(&runtime, listener, &shared);
         }
-        runtime.spawn(metrics::serve(listener, Arc::clone(&shared)));
     }
-    socket.serve(Arc::clone(&shared));
+    if let Some(socket) = &mut socket {
+        socket.serve(Arc::clone(&shared));
+    }
 
     let fs = DistFs::new(view.clone(), runtime.handle().clone(), uid, gid);
+    let (gate, init) = (fs.gate(), fs.init_record());
     let mount_cfg = MountConfig {
         mountpoint: config.mountpoint.clone(),
         allow_other: config.allow_other,
     };
-    let session = mount(fs, &mount_cfg)?;
-    tracing::info!(mountpoint = %config.mountpoint.display(), %root, root_spec = %spec, "mounted");
+    let Mounted { session, fuse } = match incoming {
+        None => match supervised {
+            None => mount(fs, &mount_cfg)?,
+            Some(sup) => adopt_supervised(fs, sup, &config, uid, gid)?,
+        },
+        Some(inc) => {
+            let fuse = inc.fuse.try_clone().map_err(|e| {
+                DaemonError::Takeover(restart::RestartError::Io {
+                    what: "dup of the FUSE fd",
+                    source: e,
+                })
+            })?;
+            let snap_init = inc.snapshot.init;
+            let adopted =
+                crate::fs::handover::adopt(fs, fuse, snap_init, config.allow_other, uid, gid)
+                    .map_err(|e| DaemonError::Takeover(e.into()))?;
+            let fuse = inc.fuse.try_clone().map_err(|e| {
+                DaemonError::Takeover(restart::RestartError::Io {
+                    what: "dup of the FUSE fd",
+                    source: e,
+                })
+            })?;
+            inc.finish().map_err(DaemonError::Takeover)?;
+            // Read the connection only now that the resend has queued everything the old
+            // process held back (see `Adopted`).
+            let session = adopted
+                .serve()
+                .map_err(|e| DaemonError::Takeover(e.into()))?;
+            // The old daemon is gone: its socket and metrics address are free.
+            let mut bound = bind_socket()?;
+            bound.serve(Arc::clone(&shared));
+            socket = Some(bound);
+            if let Some(addr) = config.metrics_listen {
+                match runtime.block_on(metrics::bind(addr)) {
+                    Ok(listener) => serve_metrics(&runtime, listener, &shared),
+                    Err(e) => tracing::warn!(%addr, "metrics not served after the restart: {e}"),
+                }
+            }
+            Mounted { session, fuse }
+        }
+    };
+    let _ = shared.handover.set(Arc::new(restart::Handover {
+        gate,
+        init,
+        fuse: fuse.try_clone().map_err(|source| DaemonError::Control {
+            path: socket_path.clone(),
+            source,
+        })?,
+        lock: lock
+            .file()
+            .try_clone()
+            .map_err(|source| DaemonError::Control {
+                path: socket_path.clone(),
+                source,
+            })?
+            .into(),
+        view: view.clone(),
+        mountpoint: config.mountpoint.clone(),
+        cache_dir: cache_dir.clone(),
+        name: name.clone(),
+        publisher: first.publisher.clone(),
+        busy: Mutex::new(()),
+    }));
+    drop(fuse);
+    let socket = socket.ok_or_else(|| DaemonError::Control {
+        path: socket_path.clone(),
+        source: std::io::Error::other("not bound"),
+    })?;
+    tracing::info!(mountpoint = %config.mountpoint.display(), %root, root_spec = %spec, pid = std::process::id(), "mounted");
+    notify::sd_notify("READY=1");
     if let Some(cell) = name {
         let follow = Follow {
             spec: spec.clone(),
@@ -389,6 +559,51 @@ pub fn run(config: Config) -> Result<(), DaemonError> {
     view.shutdown();
     flush_cache(&runtime, &store);
     Ok(())
+}
+
+/// The inode journal's file name in the cache dir (`supervise`).
+const JOURNAL_FILE: &str = "inodes.journal";
+
+/// Serves the connection a supervisor gave; after a crash, has the kernel re-deliver what
+/// the dead daemon read but never answered.
+fn adopt_supervised(
+    fs: DistFs,
+    sup: supervise::Supervised,
+    config: &Config,
+    uid: u32,
+    gid: u32,
+) -> Result<Mounted, DaemonError> {
+    let takeover = |e: crate::fs::handover::HandoverError| DaemonError::Takeover(e.into());
+    let fuse = sup.fuse.try_clone().map_err(|e| {
+        DaemonError::Takeover(restart::RestartError::Io {
+            what: "dup of the FUSE fd",
+            source: e,
+        })
+    })?;
+    let adopted = crate::fs::handover::adopt(fs, sup.fuse, sup.init, config.allow_other, uid, gid)
+        .map_err(takeover)?;
+    if sup.generation > 0 {
+        crate::fs::handover::notify_resend(&fuse).map_err(takeover)?;
+        tracing::info!(
+            generation = sup.generation,
+            "recovered the mount after the previous daemon died"
+        );
+    }
+    let session = adopted.serve().map_err(takeover)?;
+    Ok(Mounted { session, fuse })
+}
+
+/// Serves `/metrics` on `listener`.
+fn serve_metrics(
+    runtime: &tokio::runtime::Runtime,
+    listener: tokio::net::TcpListener,
+    shared: &Arc<Shared>,
+) {
+    if let Ok(bound) = listener.local_addr() {
+        let _ = shared.metrics_listen.set(bound);
+        tracing::info!(addr = %bound, "serving /metrics");
+    }
+    runtime.spawn(metrics::serve(listener, Arc::clone(shared)));
 }
 
 /// Lets the cache's background disk writes finish, so the next mount finds what this one

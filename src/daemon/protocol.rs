@@ -44,6 +44,12 @@ pub enum Request {
     },
     /// The daemon's metrics in Prometheus text format.
     Metrics,
+    /// Hand the mount over to a new process and exit (a hot restart).
+    Restart {
+        /// The binary to start (default: the daemon's own executable, as named now).
+        #[serde(default)]
+        binary: Option<String>,
+    },
 }
 
 /// One line of an answer.
@@ -87,6 +93,17 @@ pub enum Outcome {
     Collected(GcOutcome),
     /// Answer to [`Request::Metrics`]: Prometheus text.
     Metrics(String),
+    /// Answer to [`Request::Restart`]: the old daemon exits right after sending it.
+    Restarted(RestartOutcome),
+}
+
+/// What a restart did.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RestartOutcome {
+    /// The daemon that handed the mount over (exiting).
+    pub old_pid: u32,
+    /// The daemon serving the mount now.
+    pub new_pid: u32,
 }
 
 /// What a pin did.

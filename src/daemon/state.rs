@@ -36,6 +36,8 @@ pub(crate) struct Shared {
     pub(crate) metrics_listen: OnceLock<std::net::SocketAddr>,
     /// The uid allowed besides root on the control socket (the mounting user).
     pub(crate) owner_uid: u32,
+    /// What a hot restart hands over, once the mount is up.
+    pub(crate) handover: OnceLock<Arc<super::restart::Handover>>,
 }
 
 fn unix_secs(t: SystemTime) -> Option<u64> {

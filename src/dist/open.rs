@@ -51,6 +51,24 @@ impl OpenFiles {
         drop(guard);
     }
 
+    /// The next handle number to give and the handles open now (for a hot restart).
+    pub fn snapshot(&self) -> (u64, Vec<u64>) {
+        let open = self.lock().keys().copied().collect();
+        (self.next.load(Ordering::Relaxed), open)
+    }
+
+    /// Takes over the handles of a [`OpenFiles::snapshot`]: numbering continues after
+    /// `next`, and each open handle gets a fresh guard (its blocks join it as they are read).
+    pub fn restore(&self, next: u64, open: &[u64]) {
+        self.next.fetch_max(next, Ordering::Relaxed);
+        if let Some(make) = &self.make {
+            let mut held = self.lock();
+            for fh in open {
+                held.insert(*fh, Arc::new(make()));
+            }
+        }
+    }
+
     /// Handles holding blocks now.
     pub fn holding_count(&self) -> usize {
         self.lock().len()

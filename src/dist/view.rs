@@ -182,6 +182,32 @@ impl DistView {
         fh
     }
 
+    /// This view with the inode table of a hot restart's snapshot (replacing its own).
+    pub fn with_inodes(mut self, inodes: Inodes) -> DistView {
+        self.inodes = inodes;
+        self
+    }
+
+    /// Journals the inode table into `path` from now on (`Inodes::attach_journal`).
+    pub fn attach_journal(&self, path: &std::path::Path) -> std::io::Result<()> {
+        self.inodes.attach_journal(path)
+    }
+
+    /// The inode table, for a hot restart.
+    pub fn inode_snapshot(&self) -> super::inode::InodeSnapshot {
+        self.inodes.snapshot()
+    }
+
+    /// The open handles (next number, open ones), for a hot restart.
+    pub fn handle_snapshot(&self) -> (u64, Vec<u64>) {
+        self.open.snapshot()
+    }
+
+    /// Takes over the open handles of a hot restart's snapshot.
+    pub fn restore_handles(&self, next: u64, open: &[u64]) {
+        self.open.restore(next, open);
+    }
+
     /// Handle `fh` was released (its blocks may be evicted again).
     pub fn released(&self, fh: u64) {
         self.open.release(fh);

@@ -9,8 +9,11 @@
 //! root, project directories and `latest` get a short TTL. Every write-type request answers
 //! EROFS (the mount is also read-only, so the kernel refuses most before they reach us).
 //! Extended attributes are the view's (`dist::xattr`): which exist for a node, and their
-//! values, computed on the runtime like reads.
+//! values, computed on the runtime like reads. Every reply that hands the kernel state
+//! (entries, handles, data) passes the hand-over [`handover::Gate`], so a restart can stop
+//! answering at a known point.
 
+pub mod handover;
 pub mod mount;
 pub mod probe;
 
@@ -41,13 +44,32 @@ pub struct DistFs {
     rt: tokio::runtime::Handle,
     uid: u32,
     gid: u32,
+    gate: Arc<handover::Gate>,
+    init: handover::InitRecord,
 }
 
 impl DistFs {
     /// A filesystem answering from `view`, running its waits on `rt`. Files are owned by
     /// `uid`/`gid` (the mounting user).
     pub fn new(view: Arc<DistView>, rt: tokio::runtime::Handle, uid: u32, gid: u32) -> DistFs {
-        DistFs { view, rt, uid, gid }
+        DistFs {
+            view,
+            rt,
+            uid,
+            gid,
+            gate: Arc::default(),
+            init: Arc::default(),
+        }
+    }
+
+    /// The gate every stateful reply passes (freeze it to hand the connection over).
+    pub fn gate(&self) -> Arc<handover::Gate> {
+        self.gate.clone()
+    }
+
+    /// Where the connection's FUSE_INIT is recorded (for a later hand-over).
+    pub fn init_record(&self) -> handover::InitRecord {
+        self.init.clone()
     }
 
     fn attr(&self, node: &Inode) -> FileAttr {
@@ -96,6 +118,18 @@ fn ttl(node: &Inode) -> Duration {
     }
 }
 
+/// What distfs asks of the kernel at FUSE_INIT (shared with the supervisor's mount, which
+/// answers the INIT before a daemon serves the connection).
+pub(crate) fn configure(config: &mut KernelConfig) {
+    let wanted = InitFlags::FUSE_PARALLEL_DIROPS | InitFlags::FUSE_CACHE_SYMLINKS;
+    if let Err(missing) = config.add_capabilities(wanted) {
+        tracing::debug!("kernel lacks capabilities {missing:?}");
+    }
+    let _ = config.set_max_background(64);
+    let _ = config.set_congestion_threshold(48);
+    let _ = config.set_max_readahead(1024 * 1024);
+}
+
 /// The one errno table.
 pub fn errno(err: &ViewError) -> Errno {
     match err {
@@ -125,13 +159,8 @@ fn name_of(name: &OsStr) -> Option<String> {
 
 impl fuser::Filesystem for DistFs {
     fn init(&mut self, _req: &Request, config: &mut KernelConfig) -> std::io::Result<()> {
-        let wanted = InitFlags::FUSE_PARALLEL_DIROPS | InitFlags::FUSE_CACHE_SYMLINKS;
-        if let Err(missing) = config.add_capabilities(wanted) {
-            tracing::debug!("kernel lacks capabilities {missing:?}");
-        }
-        let _ = config.set_max_background(64);
-        let _ = config.set_congestion_threshold(48);
-        let _ = config.set_max_readahead(1024 * 1024);
+        let _ = self.init.set(handover::KernelInit::of(config));
+        configure(config);
         Ok(())
     }
 
@@ -139,29 +168,32 @@ impl fuser::Filesystem for DistFs {
         let Some(name) = name_of(name) else {
             return reply.error(Errno::ENOENT);
         };
-        let (view, uid, gid) = (self.view.clone(), self.uid, self.gid);
+        let (view, uid, gid, gate) = (self.view.clone(), self.uid, self.gid, self.gate.clone());
         self.rt.spawn(async move {
-            match view.lookup(parent.0, &name).await {
+            let result = view.lookup(parent.0, &name).await;
+            gate.answer(reply, |reply| match result {
                 Ok(node) => reply.entry(&ttl(&node), &attr_of(&node, uid, gid), Generation(0)),
                 Err(e) => reply.error(log_err("lookup", &e)),
-            }
+            });
         });
     }
 
     fn getattr(&self, _req: &Request, ino: INodeNo, _fh: Option<FileHandle>, reply: ReplyAttr) {
-        match self.view.inode(ino.0) {
-            Ok(node) => reply.attr(&ttl(&node), &self.attr(&node)),
-            Err(e) => reply.error(errno(&e)),
-        }
+        self.gate
+            .answer(reply, |reply| match self.view.inode(ino.0) {
+                Ok(node) => reply.attr(&ttl(&node), &self.attr(&node)),
+                Err(e) => reply.error(errno(&e)),
+            });
     }
 
     fn readlink(&self, _req: &Request, ino: INodeNo, reply: ReplyData) {
-        let view = self.view.clone();
+        let (view, gate) = (self.view.clone(), self.gate.clone());
         self.rt.spawn(async move {
-            match view.readlink(ino.0).await {
+            let result = view.readlink(ino.0).await;
+            gate.answer(reply, |reply| match result {
                 Ok(target) => reply.data(&target),
                 Err(e) => reply.error(log_err("readlink", &e)),
-            }
+            });
         });
     }
 
@@ -169,19 +201,20 @@ impl fuser::Filesystem for DistFs {
         if flags.acc_mode() != OpenAccMode::O_RDONLY {
             return reply.error(Errno::EROFS);
         }
-        match self.view.inode(ino.0) {
-            Ok(node) if node.kind == Kind::File => {
-                let cache = if node.is_immutable() {
-                    FopenFlags::FOPEN_KEEP_CACHE
-                } else {
-                    FopenFlags::empty()
-                };
-                let fh = self.view.opened(ino.0);
-                reply.opened(FileHandle(fh), cache);
-            }
-            Ok(_) => reply.error(Errno::EISDIR),
-            Err(e) => reply.error(errno(&e)),
-        }
+        self.gate
+            .answer(reply, |reply| match self.view.inode(ino.0) {
+                Ok(node) if node.kind == Kind::File => {
+                    let cache = if node.is_immutable() {
+                        FopenFlags::FOPEN_KEEP_CACHE
+                    } else {
+                        FopenFlags::empty()
+                    };
+                    let fh = self.view.opened(ino.0);
+                    reply.opened(FileHandle(fh), cache);
+                }
+                Ok(_) => reply.error(Errno::EISDIR),
+                Err(e) => reply.error(errno(&e)),
+            });
     }
 
     fn read(
@@ -195,12 +228,13 @@ impl fuser::Filesystem for DistFs {
         _lock_owner: Option<fuser::LockOwner>,
         reply: ReplyData,
     ) {
-        let view = self.view.clone();
+        let (view, gate) = (self.view.clone(), self.gate.clone());
         self.rt.spawn(async move {
-            match view.read_handle(ino.0, fh.0, offset, size).await {
+            let result = view.read_handle(ino.0, fh.0, offset, size).await;
+            gate.answer(reply, |reply| match result {
                 Ok(bytes) => reply.data(&bytes),
                 Err(e) => reply.error(log_err("read", &e)),
-            }
+            });
         });
     }
 
@@ -226,24 +260,29 @@ impl fuser::Filesystem for DistFs {
         reply: ReplyEmpty,
     ) {
         // Inside the runtime: releasing the handle's eviction guard may start an eviction.
-        let view = self.view.clone();
-        self.rt.spawn(async move { view.released(fh.0) });
-        reply.ok();
+        // Frozen (handing over), the handle stays for the next process, which gets the
+        // release again.
+        self.gate.answer(reply, |reply| {
+            let view = self.view.clone();
+            self.rt.spawn(async move { view.released(fh.0) });
+            reply.ok();
+        });
     }
 
     fn opendir(&self, _req: &Request, ino: INodeNo, _flags: OpenFlags, reply: ReplyOpen) {
-        match self.view.inode(ino.0) {
-            Ok(node) if node.kind == Kind::Dir => {
-                let cache = if node.is_immutable() {
-                    FopenFlags::FOPEN_CACHE_DIR | FopenFlags::FOPEN_KEEP_CACHE
-                } else {
-                    FopenFlags::empty()
-                };
-                reply.opened(FileHandle(0), cache);
-            }
-            Ok(_) => reply.error(Errno::ENOTDIR),
-            Err(e) => reply.error(errno(&e)),
-        }
+        self.gate
+            .answer(reply, |reply| match self.view.inode(ino.0) {
+                Ok(node) if node.kind == Kind::Dir => {
+                    let cache = if node.is_immutable() {
+                        FopenFlags::FOPEN_CACHE_DIR | FopenFlags::FOPEN_KEEP_CACHE
+                    } else {
+                        FopenFlags::empty()
+                    };
+                    reply.opened(FileHandle(0), cache);
+                }
+                Ok(_) => reply.error(Errno::ENOTDIR),
+                Err(e) => reply.error(errno(&e)),
+            });
     }
 
     fn readdir(
@@ -252,33 +291,15 @@ impl fuser::Filesystem for DistFs {
         ino: INodeNo,
         _fh: FileHandle,
         offset: u64,
-        mut reply: ReplyDirectory,
+        reply: ReplyDirectory,
     ) {
-        let view = self.view.clone();
+        let (view, gate) = (self.view.clone(), self.gate.clone());
         self.rt.spawn(async move {
-            let dir = match view.inode(ino.0) {
-                Ok(d) => d,
-                Err(e) => return reply.error(errno(&e)),
+            let listed = match view.inode(ino.0) {
+                Ok(dir) => view.readdir(ino.0).await.map(|e| (dir, e)),
+                Err(e) => Err(e),
             };
-            let entries = match view.readdir(ino.0).await {
-                Ok(entries) => entries,
-                Err(e) => return reply.error(log_err("readdir", &e)),
-            };
-            // Offsets: 1 = ".", 2 = "..", 3.. = entries; each names the *next* position.
-            let dots = [(dir.ino, "."), (dir.parent, "..")];
-            let all = dots
-                .iter()
-                .map(|(i, n)| (*i, FileType::Directory, *n))
-                .chain(entries.iter().map(|e| {
-                    let kind = attr_of(&e.inode, 0, 0).kind;
-                    (e.inode.ino, kind, e.name.as_str())
-                }));
-            for (pos, (ino, kind, name)) in all.enumerate().skip(offset as usize) {
-                if reply.add(INodeNo(ino), pos as u64 + 1, kind, name) {
-                    break;
-                }
-            }
-            reply.ok();
+            gate.answer(reply, |reply| fill_dir(reply, listed, offset));
         });
     }
 
@@ -292,36 +313,39 @@ impl fuser::Filesystem for DistFs {
             return reply.error(Errno::NO_XATTR);
         };
         // `user.distfs.cached` walks the file's DAG through the store: off this thread.
-        let view = self.view.clone();
+        let (view, gate) = (self.view.clone(), self.gate.clone());
         self.rt.spawn(async move {
-            match view.xattr(ino.0, &name).await {
+            let result = view.xattr(ino.0, &name).await;
+            gate.answer(reply, |reply| match result {
                 Ok(Some(value)) => xattr_reply(reply, size, &value),
                 Ok(None) => reply.error(Errno::NO_XATTR),
                 Err(e) => reply.error(log_err("getxattr", &e)),
-            }
+            });
         });
     }
 
     fn listxattr(&self, _req: &Request, ino: INodeNo, size: u32, reply: ReplyXattr) {
-        match self.view.xattr_names(ino.0) {
-            Ok(names) => {
-                let list: Vec<u8> = names
-                    .iter()
-                    .flat_map(|n| n.as_bytes().iter().chain(b"\0"))
-                    .copied()
-                    .collect();
-                xattr_reply(reply, size, &list);
-            }
-            Err(e) => reply.error(errno(&e)),
-        }
+        self.gate
+            .answer(reply, |reply| match self.view.xattr_names(ino.0) {
+                Ok(names) => {
+                    let list: Vec<u8> = names
+                        .iter()
+                        .flat_map(|n| n.as_bytes().iter().chain(b"\0"))
+                        .copied()
+                        .collect();
+                    xattr_reply(reply, size, &list);
+                }
+                Err(e) => reply.error(errno(&e)),
+            });
     }
 
     fn access(&self, _req: &Request, ino: INodeNo, mask: AccessFlags, reply: ReplyEmpty) {
-        match self.view.inode(ino.0) {
-            Ok(_) if mask.contains(AccessFlags::W_OK) => reply.error(Errno::EROFS),
-            Ok(_) => reply.ok(),
-            Err(e) => reply.error(errno(&e)),
-        }
+        self.gate
+            .answer(reply, |reply| match self.view.inode(ino.0) {
+                Ok(_) if mask.contains(AccessFlags::W_OK) => reply.error(Errno::EROFS),
+                Ok(_) => reply.ok(),
+                Err(e) => reply.error(errno(&e)),
+            });
     }
 
     // Every write-type operation: read-only filesystem.
@@ -459,6 +483,34 @@ impl fuser::Filesystem for DistFs {
     ) {
         reply.error(Errno::EROFS);
     }
+}
+
+/// A READDIR answer from the directory and its listing (or why there is none).
+fn fill_dir(
+    mut reply: ReplyDirectory,
+    listed: Result<(Inode, Arc<Vec<crate::dist::Entry>>), ViewError>,
+    offset: u64,
+) {
+    let (dir, entries) = match listed {
+        Ok(l) => l,
+        Err(e @ ViewError::NoSuchInode(_)) => return reply.error(errno(&e)),
+        Err(e) => return reply.error(log_err("readdir", &e)),
+    };
+    // Offsets: 1 = ".", 2 = "..", 3.. = entries; each names the *next* position.
+    let dots = [(dir.ino, "."), (dir.parent, "..")];
+    let all = dots
+        .iter()
+        .map(|(i, n)| (*i, FileType::Directory, *n))
+        .chain(entries.iter().map(|e| {
+            let kind = attr_of(&e.inode, 0, 0).kind;
+            (e.inode.ino, kind, e.name.as_str())
+        }));
+    for (pos, (ino, kind, name)) in all.enumerate().skip(offset as usize) {
+        if reply.add(INodeNo(ino), pos as u64 + 1, kind, name) {
+            break;
+        }
+    }
+    reply.ok();
 }
 
 /// xattr(7) replies: a size probe (`size` 0) gets the length, a buffer too small ERANGE.

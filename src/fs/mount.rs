@@ -132,6 +132,15 @@ pub fn lazy_unmount(path: &Path) {
         .status();
 }
 
+/// A mounted filesystem: its session and a duplicate of its FUSE connection's fd (for a
+/// hot restart, `fs::handover`).
+pub struct Mounted {
+    /// The session serving the mount; dropping it unmounts.
+    pub session: fuser::BackgroundSession,
+    /// The connection's fd (the same open `/dev/fuse` file).
+    pub fuse: std::os::fd::OwnedFd,
+}
+
 /// Mounts `fs` at the configured mount point, read-only, and serves it from a background
 /// thread. Dropping the returned session unmounts.
 ///
@@ -139,9 +148,24 @@ pub fn lazy_unmount(path: &Path) {
 /// (owner = the mounting user), so a 0444 file is not executable and a 0600 one is private
 /// to the mounting user, for every caller, as users expect of a read-only tree. With
 /// `allow_other`, other users get what the "other" bits give them (r-x on 0555, r-- on 0444).
-pub fn mount(fs: DistFs, cfg: &MountConfig) -> Result<fuser::BackgroundSession, MountError> {
+pub fn mount(fs: DistFs, cfg: &MountConfig) -> Result<Mounted, MountError> {
     check_allow_other(cfg.allow_other)?;
     clear_stale(&cfg.mountpoint)?;
+    let config = fuse_config(cfg);
+    let err = |source| MountError::Mount {
+        path: cfg.mountpoint.display().to_string(),
+        source,
+    };
+    let session = fuser::Session::new(fs, &cfg.mountpoint, &config).map_err(err)?;
+    let fuse = std::os::fd::AsFd::as_fd(&session)
+        .try_clone_to_owned()
+        .map_err(err)?;
+    let session = session.spawn().map_err(err)?;
+    Ok(Mounted { session, fuse })
+}
+
+/// fuser's settings for a distfs mount.
+fn fuse_config(cfg: &MountConfig) -> Config {
     let mut config = Config::default();
     config.mount_options = vec![
         MountOption::RO,
@@ -157,9 +181,60 @@ pub fn mount(fs: DistFs, cfg: &MountConfig) -> Result<fuser::BackgroundSession, 
     if cfg.allow_other {
         config.acl = SessionACL::All;
     }
-    fuser::spawn_mount(fs, &cfg.mountpoint, &config).map_err(|source| MountError::Mount {
+    config
+}
+
+/// A mount held by a supervisor that serves nothing itself: it answered the kernel's INIT
+/// (with distfs's settings) and keeps the connection open for daemons it starts
+/// (`fs::handover::adopt`). Dropping it unmounts.
+pub struct HeldMount {
+    _session: fuser::Session<InitOnly>,
+    /// The connection's fd.
+    pub fuse: std::os::fd::OwnedFd,
+    /// What the kernel offered at INIT.
+    pub init: super::handover::KernelInit,
+}
+
+/// The supervisor's stand-in filesystem: answers INIT only (it never runs a loop).
+pub struct InitOnly {
+    init: super::handover::InitRecord,
+}
+
+impl fuser::Filesystem for InitOnly {
+    fn init(
+        &mut self,
+        _req: &fuser::Request,
+        config: &mut fuser::KernelConfig,
+    ) -> std::io::Result<()> {
+        let _ = self.init.set(super::handover::KernelInit::of(config));
+        super::configure(config);
+        Ok(())
+    }
+}
+
+/// Mounts like [`mount`] but serves nothing: see [`HeldMount`].
+pub fn mount_held(cfg: &MountConfig) -> Result<HeldMount, MountError> {
+    check_allow_other(cfg.allow_other)?;
+    clear_stale(&cfg.mountpoint)?;
+    let err = |source| MountError::Mount {
         path: cfg.mountpoint.display().to_string(),
         source,
+    };
+    let record = super::handover::InitRecord::default();
+    let only = InitOnly {
+        init: record.clone(),
+    };
+    let session = fuser::Session::new(only, &cfg.mountpoint, &fuse_config(cfg)).map_err(err)?;
+    let fuse = std::os::fd::AsFd::as_fd(&session)
+        .try_clone_to_owned()
+        .map_err(err)?;
+    let init = *record
+        .get()
+        .ok_or_else(|| err(io::Error::other("the kernel sent no FUSE_INIT")))?;
+    Ok(HeldMount {
+        _session: session,
+        fuse,
+        init,
     })
 }
 

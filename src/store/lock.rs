@@ -83,6 +83,32 @@ impl CacheLock {
         Ok(CacheLock { _file: file, path })
     }
 
+    /// Takes over a lock handed from another process (a hot restart): `file` is the same open
+    /// lock file, so the `flock` on it is already held and stays held when the other process
+    /// exits. Writes this process's pid and `what` into it.
+    pub fn adopt(mut file: File, dir: &Path, what: &str) -> Result<CacheLock, LockError> {
+        let text = format!("{}\n{what}\n", std::process::id());
+        let write = |f: &mut File| -> io::Result<()> {
+            f.set_len(0)?;
+            f.rewind()?;
+            f.write_all(text.as_bytes())?;
+            f.flush()
+        };
+        write(&mut file).map_err(|source| LockError::Io {
+            dir: dir.to_path_buf(),
+            source,
+        })?;
+        Ok(CacheLock {
+            _file: file,
+            path: dir.join(LOCK_FILE),
+        })
+    }
+
+    /// The open lock file (to hand it to the next process of a hot restart).
+    pub fn file(&self) -> &File {
+        &self._file
+    }
+
     /// The lock file.
     pub fn path(&self) -> &Path {
         &self.path
