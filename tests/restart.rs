@@ -116,7 +116,11 @@ impl Fixture {
     }
 
     fn mount(&self, extra: &[&str]) -> Mount {
-        Mount::try_start(
+        self.mount_env(extra, &[])
+    }
+
+    fn mount_env(&self, extra: &[&str], env: &[(&str, &str)]) -> Mount {
+        Mount::try_start_env(
             &self.path("mnt"),
             &MountOpts {
                 root: &self.root,
@@ -124,6 +128,7 @@ impl Fixture {
                 cache: &self.path("cache"),
                 extra,
             },
+            env,
         )
         .unwrap_or_else(|e| panic!("{e}"))
     }
@@ -366,8 +371,21 @@ impl Workload {
 
 #[test]
 fn restart_hands_the_mount_over_while_programs_read() {
+    restart_while_programs_read(&[]);
+}
+
+/// Regression (issue 9 item 4): the old daemon closed the hand-over socket before it exited,
+/// so the new one resent held-back requests while the old one could still read them, and a
+/// READ was lost for good (its reader stuck in D state). A second of lingering after the
+/// hand-over made that happen in every run; now the new daemon waits for the exit itself.
+#[test]
+fn restart_with_an_old_daemon_slow_to_exit_loses_no_request() {
+    restart_while_programs_read(&[("DISTFS_RESTART_EXIT_DELAY_MS", "1000")]);
+}
+
+fn restart_while_programs_read(env: &[(&str, &str)]) {
     let fx = Fixture::new();
-    let mut mount = fx.mount(&[]);
+    let mut mount = fx.mount_env(&[], env);
     let mnt = mount.dir.clone();
     let old_pid = mount.pid().expect("daemon runs");
     let work = Workload::start(&fx, &mnt);

@@ -162,6 +162,12 @@ async fn connection(mut stream: UnixStream, shared: &Shared) -> std::io::Result<
         // The new daemon serves the mount: leave without running a destructor (the mount,
         // the control socket file and the lock are the new daemon's now).
         let _ = stream.flush().await;
+        if let Some(delay) = exit_delay() {
+            // Still able to read the connection (its FUSE thread runs) while it waits: the
+            // window in which a resend sent too early lost requests for good.
+            tracing::debug!(?delay, "lingering before exit ({EXIT_DELAY_ENV})");
+            tokio::time::sleep(delay).await;
+        }
         tracing::debug!("the old daemon exits now");
         std::process::exit(0);
     }
@@ -179,6 +185,16 @@ async fn handle(req: Request, shared: &Shared, stream: &mut UnixStream) -> Resul
         Request::Unpin { path } => unpin_path(shared, &path).await,
         Request::Restart { binary } => restart(shared, binary).await,
     }
+}
+
+/// Makes the old daemon of a restart wait this many milliseconds between answering the
+/// client and exiting. For tests: a slow exit (a loaded machine, a long flush) must lose no
+/// request, and this makes that window wide enough to hit every time.
+pub const EXIT_DELAY_ENV: &str = "DISTFS_RESTART_EXIT_DELAY_MS";
+
+fn exit_delay() -> Option<std::time::Duration> {
+    let ms: u64 = std::env::var(EXIT_DELAY_ENV).ok()?.parse().ok()?;
+    Some(std::time::Duration::from_millis(ms.min(60_000)))
 }
 
 /// How long pending cache writes may take before the old daemon of a restart exits.

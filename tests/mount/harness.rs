@@ -221,6 +221,11 @@ impl Mount {
     /// Spawns `distfs mount` and waits (bounded) until `mountpoint -q` succeeds; `Err` with
     /// the daemon's exit status and stderr if it exits first.
     pub fn try_start(dir: &Path, o: &MountOpts) -> Result<Mount, String> {
+        Mount::try_start_env(dir, o, &[])
+    }
+
+    /// [`Mount::try_start`] with extra environment variables for the daemon.
+    pub fn try_start_env(dir: &Path, o: &MountOpts, env: &[(&str, &str)]) -> Result<Mount, String> {
         std::fs::create_dir_all(dir).ok();
         let log = dir.with_extension("log");
         let err = std::fs::File::create(&log).expect("create mount log");
@@ -238,6 +243,7 @@ impl Mount {
         }
         cmd.arg("--cache-dir").arg(o.cache).args(o.extra);
         let child = cmd
+            .envs(env.iter().copied())
             .env("RUST_LOG", "warn")
             .stdin(Stdio::null())
             .stdout(Stdio::null())
