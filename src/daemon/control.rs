@@ -189,7 +189,7 @@ async fn handle(req: Request, shared: &Shared, stream: &mut UnixStream) -> Resul
 
 /// Makes the old daemon of a restart wait this many milliseconds between answering the
 /// client and exiting. For tests: a slow exit (a loaded machine, a long flush) must lose no
-/// request, and this makes that window wide enough to hit every time.
+/// request, and this widens that window so a test lands requests in it.
 pub const EXIT_DELAY_ENV: &str = "DISTFS_RESTART_EXIT_DELAY_MS";
 
 fn exit_delay() -> Option<std::time::Duration> {

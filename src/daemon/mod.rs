@@ -230,7 +230,7 @@ pub fn run(config: Config) -> Result<(), DaemonError> {
         Some(_) => None,
     };
     let journaled = std::env::var_os(supervise::FD_ENV).is_some();
-    let journal_path = cache_dir.join(JOURNAL_FILE);
+    let journal_path = cache_dir.join(supervise::JOURNAL_FILE);
     let what = format!("mounted at {}", config.mountpoint.display());
     let lock = match &incoming {
         Some(inc) => {
@@ -437,7 +437,7 @@ pub fn run(config: Config) -> Result<(), DaemonError> {
     let Mounted { session, fuse } = match incoming {
         None => match supervised {
             None => mount(fs, &mount_cfg)?,
-            Some(sup) => adopt_supervised(fs, sup, &config, uid, gid)?,
+            Some(sup) => sup.adopt(fs, config.allow_other, uid, gid)?,
         },
         Some(inc) => {
             let fuse = inc.fuse.try_clone().map_err(|e| {
@@ -559,38 +559,6 @@ pub fn run(config: Config) -> Result<(), DaemonError> {
     view.shutdown();
     flush_cache(&runtime, &store);
     Ok(())
-}
-
-/// The inode journal's file name in the cache dir (`supervise`).
-const JOURNAL_FILE: &str = "inodes.journal";
-
-/// Serves the connection a supervisor gave; after a crash, has the kernel re-deliver what
-/// the dead daemon read but never answered.
-fn adopt_supervised(
-    fs: DistFs,
-    sup: supervise::Supervised,
-    config: &Config,
-    uid: u32,
-    gid: u32,
-) -> Result<Mounted, DaemonError> {
-    let takeover = |e: crate::fs::handover::HandoverError| DaemonError::Takeover(e.into());
-    let fuse = sup.fuse.try_clone().map_err(|e| {
-        DaemonError::Takeover(restart::RestartError::Io {
-            what: "dup of the FUSE fd",
-            source: e,
-        })
-    })?;
-    let adopted = crate::fs::handover::adopt(fs, sup.fuse, sup.init, config.allow_other, uid, gid)
-        .map_err(takeover)?;
-    if sup.generation > 0 {
-        crate::fs::handover::notify_resend(&fuse).map_err(takeover)?;
-        tracing::info!(
-            generation = sup.generation,
-            "recovered the mount after the previous daemon died"
-        );
-    }
-    let session = adopted.serve().map_err(takeover)?;
-    Ok(Mounted { session, fuse })
 }
 
 /// Serves `/metrics` on `listener`.

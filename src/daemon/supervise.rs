@@ -23,7 +23,7 @@ use std::time::{Duration, Instant};
 use super::config::Config;
 use super::DaemonError;
 use crate::fs::handover::KernelInit;
-use crate::fs::mount::{lazy_unmount, mount_held, MountConfig};
+use crate::fs::mount::{lazy_unmount, mount_held, MountConfig, Mounted};
 
 /// The environment variable naming the FUSE connection a supervised child serves.
 pub const FD_ENV: &str = "DISTFS_SUPERVISED_FD";
@@ -197,5 +197,39 @@ fn stop_child(pid: u32) {
         }
         libc::kill(pid, libc::SIGKILL);
         libc::waitpid(pid, &mut status, 0);
+    }
+}
+
+/// The inode journal's file name in the cache dir.
+pub(crate) const JOURNAL_FILE: &str = "inodes.journal";
+
+impl Supervised {
+    /// Serves the connection the supervisor gave; after a crash, has the kernel re-deliver
+    /// what the dead daemon read but never answered, before this one starts reading.
+    pub(crate) fn adopt(
+        self,
+        fs: crate::fs::DistFs,
+        allow_other: bool,
+        uid: u32,
+        gid: u32,
+    ) -> Result<Mounted, DaemonError> {
+        let takeover = |e: crate::fs::handover::HandoverError| DaemonError::Takeover(e.into());
+        let fuse = self.fuse.try_clone().map_err(|e| {
+            DaemonError::Takeover(super::restart::RestartError::Io {
+                what: "dup of the FUSE fd",
+                source: e,
+            })
+        })?;
+        let adopted = crate::fs::handover::adopt(fs, self.fuse, self.init, allow_other, uid, gid)
+            .map_err(takeover)?;
+        if self.generation > 0 {
+            crate::fs::handover::notify_resend(&fuse).map_err(takeover)?;
+            tracing::info!(
+                generation = self.generation,
+                "recovered the mount after the previous daemon died"
+            );
+        }
+        let session = adopted.serve().map_err(takeover)?;
+        Ok(Mounted { session, fuse })
     }
 }
