@@ -3,7 +3,8 @@
 //! `block` owns the one rule everything else depends on: bytes are only ever paired with a
 //! CID after the CID's multihash has been recomputed over them. Producers (the importer)
 //! call [`Block::encode`], which hashes; consumers of untrusted bytes (the CAR reader, the
-//! gateway client, the disk store on read-back) call [`Block::verified`], which checks.
+//! gateway client, the disk store on read-back of an unsealed file) call [`Block::verified`],
+//! which checks. The disk store's seals (`store::seal`) vouch for bytes it verified before.
 //! Identity CIDs carry their data inline and are decoded locally, never fetched.
 
 use bytes::Bytes;
@@ -76,6 +77,15 @@ impl Block {
     pub fn verified(cid: Cid, data: Bytes) -> Result<Block, BlockError> {
         verify(&cid, &data)?;
         Ok(Block { cid, data })
+    }
+
+    /// Pairs bytes read back from our own block store with the CID they were verified
+    /// against when they were stored, without hashing them again. Only `store::seal` calls
+    /// this, and only after the file's seal (a checksum of the multihash and the bytes,
+    /// written together with the verified bytes) matched what was read.
+    #[cfg(feature = "daemon")]
+    pub(crate) fn from_sealed(cid: Cid, data: Bytes) -> Block {
+        Block { cid, data }
     }
 
     /// Hashes `data` with SHA2-256 and names it with a CID of the given version and codec.

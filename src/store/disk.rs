@@ -9,7 +9,7 @@
 //! Stores opened with [`DiskStore::open`] fsync each block before the rename (a publisher's or
 //! gateway's store, where a block is the only copy). A cache opened with
 //! [`DiskStore::open_unsynced`] skips the fsync: after a power loss a block file may be torn or
-//! empty, and the verification on every read drops it and the cache fetches it again, so
+//! empty, and the seal check (or verification) on every read drops it and the cache fetches it again, so
 //! nothing wrong is ever served and the write path does not wait for the disk.
 //!
 //! The sync methods are for sync callers (the importer's sink, tools); the async
@@ -25,6 +25,7 @@ use async_trait::async_trait;
 use bytes::Bytes;
 use cid::Cid;
 
+use super::seal::{self, Seal};
 use super::{BlockStore, StoreError};
 use crate::block::{Block, MAX_BLOCK_SIZE};
 
@@ -101,20 +102,27 @@ impl DiskStore {
         self.inner.blocks.join(shard).join(name)
     }
 
-    /// Reads and verifies a block. A block that fails verification is removed and reported
-    /// as [`StoreError::Corrupt`].
+    /// Reads a block and proves it: by its seal, or else by hashing it against `cid` (and
+    /// sealing it then). A block that fails is removed and reported as
+    /// [`StoreError::Corrupt`].
     pub fn get_sync(&self, cid: &Cid) -> Result<Option<Block>, StoreError> {
         if let Some(b) = Block::from_identity(cid)? {
             return Ok(Some(b));
         }
         let path = self.path_of(cid);
-        let data = match read_bounded(&path) {
+        let (file, data) = match read_bounded(&path) {
             Ok(d) => d,
             Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
             Err(source) => return Err(StoreError::Io { path, source }),
         };
+        if seal::check(&file, cid, &data) == Seal::Matches {
+            return Ok(Some(Block::from_sealed(*cid, Bytes::from(data))));
+        }
         match Block::verified(*cid, Bytes::from(data)) {
-            Ok(b) => Ok(Some(b)),
+            Ok(b) => {
+                seal::write(&file, &b);
+                Ok(Some(b))
+            }
             Err(e) => {
                 tracing::warn!(cid = %cid, path = %path.display(), "dropping corrupt block: {e}");
                 let _ = fs::remove_file(&path);
@@ -143,6 +151,7 @@ impl DiskStore {
         let write = || -> io::Result<()> {
             let mut f = fs::File::create(&tmp)?;
             f.write_all(block.data())?;
+            seal::write(&f, block);
             if self.inner.fsync {
                 f.sync_data()?;
             }
@@ -163,14 +172,14 @@ impl DiskStore {
 
 /// Reads a block file, refusing anything larger than a block can be. The buffer is sized
 /// from the file's length (no probing reads or regrowth copies on the hot path).
-fn read_bounded(path: &Path) -> io::Result<Vec<u8>> {
+fn read_bounded(path: &Path) -> io::Result<(fs::File, Vec<u8>)> {
     use std::io::Read;
     let f = fs::File::open(path)?;
     let cap = MAX_BLOCK_SIZE as u64 + 1;
     let len = f.metadata().map_or(0, |m| m.len()).min(cap);
     let mut data = Vec::with_capacity(len as usize + 1);
-    f.take(cap).read_to_end(&mut data)?;
-    Ok(data)
+    (&f).take(cap).read_to_end(&mut data)?;
+    Ok((f, data))
 }
 
 async fn blocking<T: Send + 'static>(
@@ -236,5 +245,45 @@ mod tests {
         ));
         assert!(!store.path_of(b.cid()).exists());
         assert_eq!(store.get(b.cid()).await.unwrap(), None);
+    }
+
+    #[tokio::test]
+    async fn unsealed_files_are_hashed_and_sealed_and_rot_under_a_seal_is_caught() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = DiskStore::open_unsynced(dir.path()).unwrap();
+        let b = Block::encode(
+            cid::Version::V1,
+            codec::RAW,
+            Bytes::from(vec![7u8; 100_000]),
+        );
+        let path = store.path_of(b.cid());
+        // A file as an older distfs wrote it: the bytes, no seal.
+        fs::create_dir_all(path.parent().unwrap()).unwrap();
+        fs::write(&path, b.data()).unwrap();
+        let file = fs::File::open(&path).unwrap();
+        assert_eq!(seal::check(&file, b.cid(), b.data()), Seal::Unproven);
+        assert_eq!(store.get(b.cid()).await.unwrap(), Some(b.clone()));
+        assert_eq!(seal::check(&file, b.cid(), b.data()), Seal::Matches);
+        // One bit flipped in place, seal left as it was: dropped, as without seals.
+        let mut rotten = b.data().to_vec();
+        rotten[54_321] ^= 0x10;
+        fs::write(&path, &rotten).unwrap();
+        assert!(matches!(
+            store.get(b.cid()).await,
+            Err(StoreError::Corrupt(_))
+        ));
+        assert!(!path.exists());
+        // Truncated (a torn write after a power loss): dropped too.
+        store.put(b.clone()).await.unwrap();
+        fs::write(&path, &b.data()[..4096]).unwrap();
+        assert!(matches!(
+            store.get(b.cid()).await,
+            Err(StoreError::Corrupt(_))
+        ));
+        // Written by put: sealed, and read back whole.
+        store.put(b.clone()).await.unwrap();
+        let file = fs::File::open(&path).unwrap();
+        assert_eq!(seal::check(&file, b.cid(), b.data()), Seal::Matches);
+        assert_eq!(store.get(b.cid()).await.unwrap(), Some(b));
     }
 }

@@ -22,6 +22,7 @@ pub mod lock;
 pub mod origin;
 pub mod pins;
 pub mod quota;
+mod seal;
 
 /// Why a store operation failed.
 #[derive(Debug, thiserror::Error)]

@@ -1,0 +1,121 @@
+//! Seals: how the disk store knows, without hashing a block again, that the bytes it reads
+//! back are the bytes it verified when it stored them.
+//!
+//! Every block is verified against its CID before it is stored (the fetcher, the CAR reader
+//! and the importer only ever hand over [`Block`]s). When the store writes a block file it
+//! also writes a seal into the file's extended attribute `user.distfs.seal`: a version byte
+//! and the XXH3-128 of the block's bytes, seeded with the XXH3-64 of its multihash. On
+//! read-back a matching seal stands in for the CID's SHA-256: XXH3 runs at memory speed, and
+//! hashing every block again was a third of a warm read's CPU time (benches/README.md).
+//!
+//! What a seal catches is what a cache on a real disk must survive: a flipped bit, a file torn
+//! or truncated by a power loss (the cache does not fsync), a file left under another block's
+//! name — the seed binds the seal to the name. What it is not: a defence against someone who
+//! can write the cache directory, who could rewrite the seal as easily as the bytes (and could
+//! as easily replace the daemon's configuration). A file without a seal (a store written by an
+//! older distfs, a filesystem without user extended attributes) or with a seal that does not
+//! match is verified with its CID's own hash, and sealed when that passes.
+
+use std::ffi::CStr;
+use std::fs::File;
+use std::os::fd::AsRawFd;
+
+use cid::Cid;
+use xxhash_rust::xxh3::{xxh3_128_with_seed, xxh3_64};
+
+use crate::block::Block;
+
+/// The extended attribute that holds a block file's seal.
+const ATTR: &CStr = c"user.distfs.seal";
+/// The seal format: XXH3-128 of the bytes, seeded with XXH3-64 of the multihash.
+const VERSION: u8 = 1;
+const LEN: usize = 17;
+
+/// What a block file's seal says about the bytes read from it.
+#[derive(Debug, PartialEq, Eq)]
+pub(super) enum Seal {
+    /// The seal matches: these are the bytes that were verified when they were stored.
+    Matches,
+    /// No seal, an unknown format, or a seal that does not match: hash the bytes.
+    Unproven,
+}
+
+fn compute(cid: &Cid, data: &[u8]) -> [u8; LEN] {
+    let seed = xxh3_64(&cid.hash().to_bytes());
+    let mut seal = [0u8; LEN];
+    seal[0] = VERSION;
+    seal[1..].copy_from_slice(&xxh3_128_with_seed(data, seed).to_le_bytes());
+    seal
+}
+
+/// Seals `file`, which holds `block`'s bytes. Best effort: a filesystem without user
+/// extended attributes leaves the file unsealed, and its reads hash the bytes instead.
+pub(super) fn write(file: &File, block: &Block) -> bool {
+    let seal = compute(block.cid(), block.data());
+    // SAFETY: `ATTR` is NUL-terminated and `seal` is a live buffer of the length given.
+    let rc = unsafe {
+        libc::fsetxattr(
+            file.as_raw_fd(),
+            ATTR.as_ptr(),
+            seal.as_ptr().cast(),
+            seal.len(),
+            0,
+        )
+    };
+    rc == 0
+}
+
+/// Reads `file`'s seal and checks it against `data`, read from the same file, as `cid`.
+pub(super) fn check(file: &File, cid: &Cid, data: &[u8]) -> Seal {
+    let mut found = [0u8; LEN];
+    // SAFETY: `ATTR` is NUL-terminated and `found` is a live buffer of the length given; the
+    // kernel writes at most that many bytes (ERANGE if the attribute is longer).
+    let n = unsafe {
+        libc::fgetxattr(
+            file.as_raw_fd(),
+            ATTR.as_ptr(),
+            found.as_mut_ptr().cast(),
+            found.len(),
+        )
+    };
+    if n == LEN as isize && found == compute(cid, data) {
+        Seal::Matches
+    } else {
+        Seal::Unproven
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::block::codec;
+    use bytes::Bytes;
+    use std::io::Write;
+
+    fn block(data: &'static [u8]) -> Block {
+        Block::encode(cid::Version::V1, codec::RAW, Bytes::from_static(data))
+    }
+
+    #[test]
+    fn a_seal_covers_the_bytes_and_the_name() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("b");
+        let mut f = File::create(&path).unwrap();
+        let (a, b) = (block(b"hello\n"), block(b"other\n"));
+        f.write_all(a.data()).unwrap();
+        // The tests' temp dir is on a filesystem with user xattrs (ext4, or tmpfs since 6.6).
+        assert!(
+            write(&f, &a),
+            "could not set {ATTR:?} in {}",
+            dir.path().display()
+        );
+        let f = File::open(&path).unwrap();
+        assert_eq!(check(&f, a.cid(), a.data()), Seal::Matches);
+        assert_eq!(check(&f, a.cid(), b"hellO\n"), Seal::Unproven);
+        assert_eq!(check(&f, a.cid(), b"hello"), Seal::Unproven);
+        // The same bytes under another block's name do not match.
+        assert_eq!(check(&f, b.cid(), a.data()), Seal::Unproven);
+        let unsealed = File::create(dir.path().join("c")).unwrap();
+        assert_eq!(check(&unsealed, a.cid(), a.data()), Seal::Unproven);
+    }
+}
