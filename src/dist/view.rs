@@ -335,6 +335,11 @@ impl DistView {
             }
         }
         let dir = self.mounted_dir(dir).await?;
+        if dir.level != Level::Root {
+            if let Some(listed) = self.listed(&dir, name) {
+                return listed.ok_or_else(not_found);
+            }
+        }
         match walk::lookup(self.store.as_ref(), &dir.cid, name).await? {
             Some(entry) => self
                 .make_inode(&dir, &entry.name, entry.cid)
@@ -355,6 +360,40 @@ impl DistView {
                 .ok_or_else(not_found),
             None => Err(not_found()),
         }
+    }
+
+    /// [`DistView::lookup`] answered at once from `parent`'s cached listing, or `None` when
+    /// it needs the DAG (or the union's resolution of a configured project) and so must be
+    /// awaited. Lets `fs` answer most of an `ls -l`'s LOOKUPs on its dispatch thread.
+    pub fn lookup_listed(&self, parent: u64, name: &str) -> Option<Result<Inode, ViewError>> {
+        let dir = self.dir(parent).ok()?;
+        if dir.level == Level::Root || self.union.at_inode(dir.ino).is_some() {
+            return None;
+        }
+        let listed = self.listed(&dir, name)?;
+        Some(listed.ok_or_else(|| ViewError::NotFound {
+            name: name.to_string(),
+        }))
+    }
+
+    /// `name` in `dir`'s listing when `dir` has been listed (`Some(None)`: not in it), or
+    /// `None` when it has not. `ls -l` and `find` look up every name they have just read,
+    /// and a lookup through the DAG decodes the directory's blocks again (for a HAMT-sharded
+    /// directory, a shard node of up to 256 links per level, per name).
+    fn listed(&self, dir: &Inode, name: &str) -> Option<Option<Inode>> {
+        let listings = lock(&self.listings);
+        let (cid, entries) = listings.get(&dir.ino)?;
+        if *cid != dir.cid {
+            return None;
+        }
+        // Sorted by name bytes; of equal names the first is the one the listing shows.
+        let i = entries.partition_point(|e| e.name.as_bytes() < name.as_bytes());
+        Some(
+            entries
+                .get(i)
+                .filter(|e| e.name == name)
+                .map(|e| e.inode.clone()),
+        )
     }
 
     /// Every entry of the directory `ino`, in name order, synthetic entries included.
@@ -592,4 +631,55 @@ impl DistView {
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::import::{add_path, ImportOptions};
+    use crate::store::MemStore;
+
+    /// After a listing, lookups are answered from it, the same as through the DAG.
+    #[tokio::test]
+    async fn lookups_in_a_listed_directory_come_from_the_listing() {
+        let tmp = tempfile::tempdir().unwrap();
+        let v1 = tmp.path().join("dist/proj/v1");
+        std::fs::create_dir_all(&v1).unwrap();
+        for (name, body) in [("a.txt", "a\n"), ("b.sh", "#!/bin/sh\n"), ("c", "cc\n")] {
+            std::fs::write(v1.join(name), body).unwrap();
+        }
+        let mut store = MemStore::new();
+        let opts = ImportOptions::default();
+        let root = add_path(&tmp.path().join("dist"), &opts, &mut store, &mut |_| {}).unwrap();
+        let view = DistView::new(Arc::new(store), root, Duration::from_secs(30));
+        let proj = view.lookup(ROOT_INO, "proj").await.unwrap();
+        let v1 = view.lookup(proj.ino, "v1").await.unwrap();
+        assert!(
+            view.lookup_listed(v1.ino, "a.txt").is_none(),
+            "not listed yet"
+        );
+        let listing = view.readdir(v1.ino).await.unwrap();
+        assert_eq!(listing.len(), 3);
+        for e in listing.iter() {
+            let listed = view.lookup_listed(v1.ino, &e.name).unwrap().unwrap();
+            let looked_up = view.lookup(v1.ino, &e.name).await.unwrap();
+            for (a, b) in [(&listed, &e.inode), (&looked_up, &e.inode)] {
+                assert_eq!(
+                    (a.ino, a.cid, a.size, a.perm),
+                    (b.ino, b.cid, b.size, b.perm)
+                );
+            }
+        }
+        assert!(matches!(
+            view.lookup_listed(v1.ino, "b"),
+            Some(Err(ViewError::NotFound { .. }))
+        ));
+        assert!(matches!(
+            view.lookup(v1.ino, "zz").await,
+            Err(ViewError::NotFound { .. })
+        ));
+        // The root is a union of projects: never answered from its listing.
+        view.readdir(ROOT_INO).await.unwrap();
+        assert!(view.lookup_listed(ROOT_INO, "proj").is_none());
+    }
 }

@@ -25,7 +25,8 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use fuser::{
     AccessFlags, Errno, FileAttr, FileHandle, FileType, FopenFlags, Generation, INodeNo, InitFlags,
     KernelConfig, OpenAccMode, OpenFlags, ReplyAttr, ReplyCreate, ReplyData, ReplyDirectory,
-    ReplyEmpty, ReplyEntry, ReplyOpen, ReplyStatfs, ReplyWrite, ReplyXattr, Request,
+    ReplyDirectoryPlus, ReplyEmpty, ReplyEntry, ReplyOpen, ReplyStatfs, ReplyWrite, ReplyXattr,
+    Request,
 };
 
 use crate::dist::{DistView, Inode, Kind, ViewError};
@@ -121,7 +122,10 @@ fn ttl(node: &Inode) -> Duration {
 /// What distfs asks of the kernel at FUSE_INIT (shared with the supervisor's mount, which
 /// answers the INIT before a daemon serves the connection).
 pub(crate) fn configure(config: &mut KernelConfig) {
-    let wanted = InitFlags::FUSE_PARALLEL_DIROPS | InitFlags::FUSE_CACHE_SYMLINKS;
+    let wanted = InitFlags::FUSE_PARALLEL_DIROPS
+        | InitFlags::FUSE_CACHE_SYMLINKS
+        | InitFlags::FUSE_DO_READDIRPLUS
+        | InitFlags::FUSE_READDIRPLUS_AUTO;
     if let Err(missing) = config.add_capabilities(wanted) {
         tracing::debug!("kernel lacks capabilities {missing:?}");
     }
@@ -168,6 +172,13 @@ impl fuser::Filesystem for DistFs {
         let Some(name) = name_of(name) else {
             return reply.error(Errno::ENOENT);
         };
+        // A name of a directory already listed (`ls -l`, `find`): no task, no wake-up.
+        if let Some(result) = self.view.lookup_listed(parent.0, &name) {
+            return self.gate.answer(reply, |reply| match result {
+                Ok(node) => reply.entry(&ttl(&node), &self.attr(&node), Generation(0)),
+                Err(e) => reply.error(log_err("lookup", &e)),
+            });
+        }
         let (view, uid, gid, gate) = (self.view.clone(), self.uid, self.gid, self.gate.clone());
         self.rt.spawn(async move {
             let result = view.lookup(parent.0, &name).await;
@@ -303,6 +314,28 @@ impl fuser::Filesystem for DistFs {
         });
     }
 
+    /// READDIRPLUS (asked for at INIT): the entries with their attributes, so that `ls -l`
+    /// and `find` need no LOOKUP per name.
+    fn readdirplus(
+        &self,
+        _req: &Request,
+        ino: INodeNo,
+        _fh: FileHandle,
+        offset: u64,
+        reply: ReplyDirectoryPlus,
+    ) {
+        let (view, gate, uid, gid) = (self.view.clone(), self.gate.clone(), self.uid, self.gid);
+        self.rt.spawn(async move {
+            let listed = match view.inode(ino.0) {
+                Ok(dir) => view.readdir(ino.0).await.map(|e| (dir, e)),
+                Err(e) => Err(e),
+            };
+            gate.answer(reply, |reply| {
+                fill_dir_plus(reply, listed, offset, uid, gid)
+            });
+        });
+    }
+
     fn statfs(&self, _req: &Request, _ino: INodeNo, reply: ReplyStatfs) {
         let files = self.view.inode_count() as u64;
         reply.statfs(0, 0, 0, files, 0, BLKSIZE, 255, BLKSIZE);
@@ -312,6 +345,11 @@ impl fuser::Filesystem for DistFs {
         let Some(name) = name_of(name) else {
             return reply.error(Errno::NO_XATTR);
         };
+        // Ours are all `user.`; `ls -l` asks every file for `security.selinux` and
+        // `system.posix_acl_access`: answered here, without a task.
+        if !name.starts_with("user.") {
+            return reply.error(Errno::NO_XATTR);
+        }
         // `user.distfs.cached` walks the file's DAG through the store: off this thread.
         let (view, gate) = (self.view.clone(), self.gate.clone());
         self.rt.spawn(async move {
@@ -507,6 +545,42 @@ fn fill_dir(
         }));
     for (pos, (ino, kind, name)) in all.enumerate().skip(offset as usize) {
         if reply.add(INodeNo(ino), pos as u64 + 1, kind, name) {
+            break;
+        }
+    }
+    reply.ok();
+}
+
+/// [`fill_dir`] with each entry's attributes and entry TTL. The kernel makes no dentry for
+/// `.` and `..` (their attributes are ignored), and takes one lookup reference per other
+/// entry, as a LOOKUP would.
+fn fill_dir_plus(
+    mut reply: ReplyDirectoryPlus,
+    listed: Result<(Inode, Arc<Vec<crate::dist::Entry>>), ViewError>,
+    offset: u64,
+    uid: u32,
+    gid: u32,
+) {
+    let (dir, entries) = match listed {
+        Ok(l) => l,
+        Err(e @ ViewError::NoSuchInode(_)) => return reply.error(errno(&e)),
+        Err(e) => return reply.error(log_err("readdirplus", &e)),
+    };
+    let all = [".", ".."]
+        .into_iter()
+        .map(|n| (&dir, n))
+        .chain(entries.iter().map(|e| (&e.inode, e.name.as_str())));
+    for (pos, (node, name)) in all.enumerate().skip(offset as usize) {
+        let attr = attr_of(node, uid, gid);
+        let ino = if pos == 1 { dir.parent } else { node.ino };
+        if reply.add(
+            INodeNo(ino),
+            pos as u64 + 1,
+            name,
+            &ttl(node),
+            &attr,
+            Generation(0),
+        ) {
             break;
         }
     }
