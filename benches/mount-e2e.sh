@@ -32,8 +32,12 @@ for tool in curl python3 mountpoint bc; do
     command -v "$tool" >/dev/null || { echo "mount-e2e: needs $tool" >&2; exit 2; }
 done
 [ "$(id -u)" = 0 ] || { echo "mount-e2e: needs root (FUSE mount, sysfs read_ahead_kb)" >&2; exit 2; }
-cargo build --release --quiet
-distfs=$PWD/target/release/distfs
+# DISTFS_BENCH_BIN=PATH measures that binary instead of building this checkout's release.
+distfs=${DISTFS_BENCH_BIN:-}
+if [ -z "$distfs" ]; then
+    cargo build --release --quiet
+    distfs=$PWD/target/release/distfs
+fi
 hz=$(getconf CLK_TCK)
 
 work=$(mktemp -d)
@@ -113,6 +117,7 @@ log "serving at $gw"
 
 # --- mount helpers ---------------------------------------------------------------------------
 mount_bin=$distfs  # which binary start_mount runs
+mount_bin_tag=after
 start_mount() { # cache_dir [read_ahead_kb]
     "$mount_bin" mount "$mnt" --root "/ipfs/$root_cid" --gateway "$gw" --cache-dir "$1" \
         2>>"$work/mount.err" &
@@ -131,6 +136,8 @@ start_mount() { # cache_dir [read_ahead_kb]
 }
 stop_mount() {
     [ -n "$mount_pid" ] || return 0
+    # The daemon's peak RSS, for the "at most 100 MiB" target, kept per binary.
+    awk '/VmHWM/ {print $2}' "/proc/$mount_pid/status" >>"$work/hwm-$mount_bin_tag" 2>/dev/null || true
     kill -TERM "$mount_pid" 2>/dev/null || true
     wait "$mount_pid" 2>/dev/null || true
     mount_pid=
@@ -226,7 +233,7 @@ distfs_cases() { # prefix
 }
 distfs_cases ""
 if [ -n "$before" ]; then
-    mount_bin=$before ra=$ra_high
+    mount_bin=$before mount_bin_tag=before ra=$ra_high
     distfs_cases "b_"
 fi
 
@@ -257,5 +264,10 @@ distfs_report() { # prefix label
 }
 distfs_report "" ""
 [ -z "$before" ] || distfs_report "b_" "before: "
+hwm_report() { # tag label
+    [ -s "$work/hwm-$1" ] && echo "$2daemon peak RSS (VmHWM, largest of its mounts): $(($(sort -n "$work/hwm-$1" | tail -n1) / 1024)) MiB"
+}
+hwm_report after ""
+[ -z "$before" ] || hwm_report before "before: "
 echo "(ratio = baseline time / case time; for $par readers: $par x one reader's time / total time,"
 echo " so $par.0 would be perfect scaling and 1.0 no gain over reading the files one after another)"
