@@ -1,10 +1,10 @@
 //! The caching store: get-or-fetch over the on-disk store and a [`Fetcher`].
 //!
-//! A hit is read back from disk and re-verified by [`DiskStore`] (a block that fails is
-//! deleted there and fetched again here). A miss is fetched once no matter how many readers
-//! want it at the same time (single-flight over "check disk, fetch, write"), written to disk
-//! (write-then-rename on a blocking thread) and returned. The cache persists across restarts
-//! because it is the disk store. In offline mode a miss is an error and nothing is fetched.
+//! A hit is read back from disk and proven by [`DiskStore`] (by its seal, or its hash; a
+//! block that fails is deleted there and fetched again here). A miss is fetched once no
+//! matter how many readers want it at the same time (single-flight over "check disk, fetch,
+//! write"), written to disk (write-then-rename on a blocking thread) and returned. The
+//! cache persists across restarts because it is the disk store. In offline mode a miss is an error and nothing is fetched.
 //!
 //! Every hit, write and dropped block is reported to the [`Quota`], which keeps the disk
 //! under its limit; a write that fails because the disk is full is reported there too (it

@@ -3,14 +3,16 @@
 //! Layout: `DIR/blocks/<xx>/<hex multihash>`, where `xx` is two hex digits of the digest
 //! (not of the multihash prefix, which is the same for every sha2-256 block). Writes go to a
 //! temp file in the same directory and are renamed into place, so a reader (or a crash) never
-//! sees a half-written block. Reads re-verify the bytes against the CID asked for; a block that
-//! fails is deleted and reported, so that the caller can fetch it again.
+//! sees a half-written block. Each file is sealed as it is written ([`super::seal`]): a read
+//! whose seal matches returns the bytes verified when they were stored, any other read
+//! verifies them against the CID asked for. A block that fails is deleted and reported, so
+//! that the caller can fetch it again.
 //!
 //! Stores opened with [`DiskStore::open`] fsync each block before the rename (a publisher's or
 //! gateway's store, where a block is the only copy). A cache opened with
 //! [`DiskStore::open_unsynced`] skips the fsync: after a power loss a block file may be torn or
-//! empty, and the seal check (or verification) on every read drops it and the cache fetches it again, so
-//! nothing wrong is ever served and the write path does not wait for the disk.
+//! empty, and the seal check (or the hash) on every read drops it and the cache fetches it
+//! again, so nothing wrong is ever served and the write path does not wait for the disk.
 //!
 //! The sync methods are for sync callers (the importer's sink, tools); the async
 //! [`BlockStore`] impl moves every file operation onto `spawn_blocking`.

@@ -4,7 +4,8 @@
 //! the note of which source served a read (`origin`).
 //!
 //! Every block that enters a store is a [`Block`], so it has been verified or produced by
-//! hashing; stores never accept raw bytes. The on-disk store re-verifies on read-back.
+//! hashing; stores never accept raw bytes. The on-disk store proves what it reads back by
+//! the seal it wrote with the verified bytes, or else by hashing them again.
 
 use std::collections::HashMap;
 use std::sync::Mutex;
