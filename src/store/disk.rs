@@ -3,7 +3,7 @@
 //! Layout: `DIR/blocks/<xx>/<hex multihash>`, where `xx` is two hex digits of the digest
 //! (not of the multihash prefix, which is the same for every sha2-256 block). Writes go to a
 //! temp file in the same directory and are renamed into place, so a reader (or a crash) never
-//! sees a half-written block. Each file is sealed as it is written ([`super::seal`]): a read
+//! sees a half-written block. Each file is sealed as it is written (`store::seal`): a read
 //! whose seal matches returns the bytes verified when they were stored, any other read
 //! verifies them against the CID asked for. A block that fails is deleted and reported, so
 //! that the caller can fetch it again.
