@@ -306,10 +306,7 @@ impl fuser::Filesystem for DistFs {
     ) {
         let (view, gate) = (self.view.clone(), self.gate.clone());
         self.rt.spawn(async move {
-            let listed = match view.inode(ino.0) {
-                Ok(dir) => view.readdir(ino.0).await.map(|e| (dir, e)),
-                Err(e) => Err(e),
-            };
+            let listed = listed_dir(&view, ino.0).await;
             gate.answer(reply, |reply| fill_dir(reply, listed, offset));
         });
     }
@@ -326,10 +323,7 @@ impl fuser::Filesystem for DistFs {
     ) {
         let (view, gate, uid, gid) = (self.view.clone(), self.gate.clone(), self.uid, self.gid);
         self.rt.spawn(async move {
-            let listed = match view.inode(ino.0) {
-                Ok(dir) => view.readdir(ino.0).await.map(|e| (dir, e)),
-                Err(e) => Err(e),
-            };
+            let listed = listed_dir(&view, ino.0).await;
             gate.answer(reply, |reply| {
                 fill_dir_plus(reply, listed, offset, uid, gid)
             });
@@ -549,6 +543,15 @@ fn fill_dir(
         }
     }
     reply.ok();
+}
+
+/// The directory `ino` and its entries, for READDIR and READDIRPLUS.
+async fn listed_dir(
+    view: &DistView,
+    ino: u64,
+) -> Result<(Inode, Arc<Vec<crate::dist::Entry>>), ViewError> {
+    let dir = view.inode(ino)?;
+    Ok((dir, view.readdir(ino).await?))
 }
 
 /// [`fill_dir`] with each entry's attributes and entry TTL. The kernel makes no dentry for
