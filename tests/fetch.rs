@@ -256,6 +256,37 @@ async fn in_flight_requests_are_bounded() {
     assert_eq!(gw.state.peak_in_flight.load(Ordering::SeqCst), 2);
 }
 
+/// The window follows the round trip: a source 2 ms away needs about 5 requests in flight
+/// for 512 MiB/s (the floor is 8), so a burst of gets is held to that instead of the cap of
+/// 128 (each request held open costs a connection and its buffers).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_near_source_gets_a_small_window() {
+    let blocks = fixture_blocks();
+    let gw = TestGateway::start(&blocks, Mode::Delay(Duration::from_millis(2))).await;
+    let f = fetcher(&[&gw], config());
+    assert_eq!(f.config().max_in_flight, 128);
+    // One at a time first: the smallest of these round trips sizes the window.
+    let (warm, burst) = blocks.split_at(10);
+    for b in warm {
+        f.get(b.cid()).await.unwrap();
+    }
+    // 16 would need every one of ten round trips to take over 7.8 ms on loopback.
+    assert!(f.window() <= 16, "window {}", f.window());
+    assert!(burst.len() > 16, "the burst could exceed the window");
+    let tasks: Vec<_> = burst
+        .iter()
+        .map(|b| {
+            let (f, cid) = (f.clone(), *b.cid());
+            tokio::spawn(async move { f.get(&cid).await })
+        })
+        .collect();
+    for t in tasks {
+        t.await.unwrap().unwrap();
+    }
+    let peak = gw.state.peak_in_flight.load(Ordering::SeqCst);
+    assert!(peak <= 16, "{peak} requests were in flight at once");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn stalled_only_source_times_out_at_the_deadline() {
     let blocks = fixture_blocks();

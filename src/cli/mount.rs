@@ -62,8 +62,9 @@ pub struct MountArgs {
     /// Seconds a read may wait for blocks before it fails with EIO [default: 30].
     #[arg(long, value_name = "SECONDS")]
     pub read_timeout: Option<u64>,
-    /// Block requests in flight at once, across all gateways (throughput ≈ N × 256 KiB /
-    /// latency; lower it for a gateway that rate-limits) [default: 128].
+    /// Most block requests in flight at once, across all gateways; below it the window
+    /// follows the round trip (41 at 20 ms). Throughput ≤ N × 256 KiB / latency; lower it
+    /// for a gateway that rate-limits [default: 128].
     #[arg(long, value_name = "N")]
     pub max_in_flight: Option<usize>,
     /// Do not fetch the rest of an opened *.AppImage into the cache in the background

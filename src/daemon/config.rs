@@ -103,7 +103,7 @@ pub struct RawConfig {
     pub allow_other: Option<bool>,
     /// Seconds a read may wait for blocks.
     pub read_timeout: Option<u64>,
-    /// Block requests in flight at once.
+    /// Most block requests in flight at once (the window adapts below it).
     pub max_in_flight: Option<usize>,
     /// Shortest seconds between resolutions.
     pub min_ttl: Option<u64>,
@@ -250,7 +250,7 @@ pub struct Config {
     pub allow_other: bool,
     /// How long a read may wait for blocks.
     pub read_timeout: Duration,
-    /// Block requests in flight at once.
+    /// Most block requests in flight at once (the window adapts below it).
     pub max_in_flight: usize,
     /// Shortest time between resolutions of a name root.
     pub min_ttl: Duration,

@@ -8,7 +8,7 @@
 //! Metrics: `distfs_cache_bytes`, `distfs_cache_blocks`, `distfs_cache_limit_bytes`,
 //! `distfs_cache_pinned_bytes`, `distfs_cache_hits_total`, `distfs_cache_misses_total`,
 //! `distfs_fetches_total`, `distfs_fetched_bytes_total`, `distfs_evicted_blocks_total`,
-//! `distfs_evicted_bytes_total`, `distfs_fetches_in_flight`, per gateway (label `gateway`)
+//! `distfs_evicted_bytes_total`, `distfs_fetches_in_flight`, `distfs_fetch_window`, per gateway (label `gateway`)
 //! `distfs_gateway_requests_total`, `distfs_gateway_errors_total`,
 //! `distfs_gateway_latency_ewma_ms`, `distfs_gateway_dropped`, per name (label `name`)
 //! `distfs_root_sequence`, `distfs_refresh_failures_total`.
@@ -117,6 +117,12 @@ pub fn encode(status: &Status) -> Result<String, String> {
         "distfs_fetches_in_flight",
         "Block requests in flight",
         c.in_flight,
+    );
+    gauge(
+        &mut reg,
+        "distfs_fetch_window",
+        "Block requests allowed in flight, sized by the round trip",
+        c.max_in_flight,
     );
 
     let requests = Family::<Labels, Counter>::default();

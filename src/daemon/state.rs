@@ -114,7 +114,7 @@ impl Shared {
                 evicted_blocks,
                 evicted_bytes,
                 in_flight: fetcher.in_flight() as u64,
-                max_in_flight: fetcher.config().max_in_flight as u64,
+                max_in_flight: fetcher.window() as u64,
             },
             gateways,
             projects: self.view.union().reports(),

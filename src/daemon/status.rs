@@ -119,7 +119,8 @@ pub struct CacheStatus {
     pub evicted_bytes: u64,
     /// Block requests in flight now.
     pub in_flight: u64,
-    /// The in-flight limit.
+    /// The fetch window now: requests allowed in flight, sized by the sources' round trip
+    /// (at most the configured `max-in-flight`).
     pub max_in_flight: u64,
 }
 

@@ -30,10 +30,10 @@ use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use cid::Cid;
-use tokio::sync::Semaphore;
 use tracing::Instrument;
 
 use super::health::{probe_pick, Health, SourceStats};
+use super::window::Window;
 use super::{precheck, BlockSource, FetchError, GatewayClient, SingleFlight};
 use crate::block::Block;
 
@@ -46,8 +46,10 @@ pub struct FetcherConfig {
     pub attempt_timeout: Duration,
     /// Requests one `get` may send in total (its retry budget).
     pub max_attempts: usize,
-    /// Requests in flight at once across all `get`s. With one block per request this caps
-    /// throughput at `max_in_flight × block size / latency`: 128 × 256 KiB / 100 ms ≈ 335 MB/s.
+    /// Most requests in flight at once across all `get`s. The window itself adapts to the
+    /// sources' round trip (see `window`: 41 at 20 ms) and reaches this cap from about 64 ms;
+    /// with one block per request the cap bounds throughput at `max_in_flight × block size /
+    /// latency`: 128 × 256 KiB / 100 ms ≈ 335 MB/s.
     pub max_in_flight: usize,
     /// Longest `Retry-After` honoured; longer requests are cut to this.
     pub max_retry_after: Duration,
@@ -91,7 +93,7 @@ struct Inner {
     /// only to clone or replace the `Arc` (no `.await` while held).
     sources: RwLock<Arc<Vec<Arc<Source>>>>,
     config: FetcherConfig,
-    permits: Semaphore,
+    window: Window,
     flights: SingleFlight<Cid, Result<(Block, Arc<str>), FetchError>>,
     /// The HTTP client gateways added later share (`None` until one is needed).
     http: Mutex<Option<reqwest::Client>>,
@@ -127,7 +129,7 @@ impl Fetcher {
         Fetcher {
             inner: Arc::new(Inner {
                 sources: RwLock::new(Arc::new(sources)),
-                permits: Semaphore::new(config.max_in_flight.max(1)),
+                window: Window::new(config.max_in_flight),
                 config,
                 flights: SingleFlight::new(),
                 http: Mutex::new(None),
@@ -206,13 +208,15 @@ impl Fetcher {
             .collect()
     }
 
-    /// Block requests in flight now (permits taken), for status and metrics.
+    /// Block requests in flight now, for status and metrics.
     pub fn in_flight(&self) -> usize {
-        self.inner
-            .config
-            .max_in_flight
-            .max(1)
-            .saturating_sub(self.inner.permits.available_permits())
+        self.inner.window.in_flight()
+    }
+
+    /// The fetch window now: requests allowed in flight at once, sized by the sources' round
+    /// trip (at most [`FetcherConfig::max_in_flight`]).
+    pub fn window(&self) -> usize {
+        self.inner.window.limit()
     }
 
     /// How many sources are still in use (not dropped for sending a bad block).
@@ -357,7 +361,7 @@ impl Inner {
                 took: Duration::ZERO,
             };
         };
-        let Ok(_permit) = self.permits.acquire().await else {
+        let Some(_permit) = self.window.acquire().await else {
             // The semaphore is never closed; answer something sensible anyway.
             return Outcome {
                 source: i,
@@ -376,10 +380,14 @@ impl Inner {
                     after: self.config.attempt_timeout,
                 })
             });
+        let took = start.elapsed();
+        if result.is_ok() {
+            self.window.on_answer(i, took, Instant::now());
+        }
         Outcome {
             source: i,
             result,
-            took: start.elapsed(),
+            took,
         }
     }
 

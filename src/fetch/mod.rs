@@ -3,8 +3,8 @@
 //! `fetch` owns everything between "I need the block named by this CID" and "here are bytes
 //! that hash to it": the [`BlockSource`] trait, the trustless-gateway client
 //! ([`GatewayClient`], the only place that names `reqwest`), and the multi-source
-//! [`Fetcher`] (health scores, failover, retry budgets, bounded in-flight requests,
-//! single-flight, a deadline per `get`). Every block leaves this module verified: a source
+//! [`Fetcher`] (health scores, failover, retry budgets, a window of requests in flight sized
+//! by the round trip, single-flight, a deadline per `get`). Every block leaves this module verified: a source
 //! that sends bytes that do not hash to the CID is dropped for the rest of the session.
 //!
 //! The delegated-routing client for HTTP providers ([`routing`]: find gateways that provide a
@@ -42,6 +42,7 @@ pub mod pinning;
 mod push;
 mod record;
 pub mod routing;
+mod window;
 
 pub use fetcher::{Fetcher, FetcherConfig, ORIGIN_CONFIG, ORIGIN_ROUTING};
 pub use flight::{FlightLost, SingleFlight};
