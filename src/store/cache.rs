@@ -92,8 +92,13 @@ pub struct CacheStore {
 }
 
 /// Bytes of verified blocks kept in memory in front of the disk (least recently used first
-/// out), so that readahead and internal DAG nodes are not re-read and re-hashed per READ.
-pub const MEMORY_TIER_BYTES: usize = 64 * 1024 * 1024;
+/// out), so that readahead and internal DAG nodes are not re-read from disk per READ. A leaf
+/// that a READ has taken is in the kernel's page cache from then on, so the tier needs to
+/// cover little more than the readahead ahead of the readers: 16 MiB holds two 8 MiB
+/// windows, and a block it drops before a READ comes is read back from the disk (or from
+/// the pending writes), never fetched again. (64 MiB measured no faster, and was the largest
+/// part of the daemon's memory.)
+pub const MEMORY_TIER_BYTES: usize = 16 * 1024 * 1024;
 
 /// Recently used verified blocks in memory, least recently used evicted first once their
 /// bytes pass the budget. Serves the common pattern where readahead (or a lookup) brings a
@@ -149,6 +154,10 @@ pub const MAX_PENDING_WRITES: usize = 64;
 
 struct Inner {
     mem: std::sync::Mutex<MemTier>,
+    /// Fetched blocks whose background disk write has not finished (at most
+    /// [`MAX_PENDING_WRITES`]), by multihash: a block the memory tier drops before its file
+    /// lands is found here instead of being fetched a second time.
+    pending: std::sync::Mutex<std::collections::HashMap<Vec<u8>, Block>>,
     /// One permit per pending background disk write.
     writes: Arc<tokio::sync::Semaphore>,
     disk: DiskStore,
@@ -179,6 +188,7 @@ impl CacheStore {
         CacheStore {
             inner: Arc::new(Inner {
                 mem: std::sync::Mutex::new(MemTier::new(MEMORY_TIER_BYTES)),
+                pending: std::sync::Mutex::new(std::collections::HashMap::new()),
                 writes: Arc::new(tokio::sync::Semaphore::new(MAX_PENDING_WRITES)),
                 disk,
                 quota,
@@ -312,8 +322,16 @@ impl Inner {
         self.mem.lock().unwrap_or_else(|e| e.into_inner())
     }
 
+    fn pending(&self) -> std::sync::MutexGuard<'_, std::collections::HashMap<Vec<u8>, Block>> {
+        self.pending.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The block from the memory tier, or from the writes still pending.
     fn mem_get(&self, cid: &Cid) -> Option<Block> {
-        self.mem().get(cid)
+        if let Some(b) = self.mem().get(cid) {
+            return Some(b);
+        }
+        self.pending().get(&multihash_key(cid))?.relabel(cid)
     }
 
     fn mem_insert(&self, block: &Block) {
@@ -345,7 +363,7 @@ impl Inner {
     /// The single-flight body: look again (an earlier flight may have just fetched it),
     /// fetch, store. A failed disk write is logged and the verified block still returned
     /// with the name of the source that sent it.
-    async fn fill(&self, cid: Cid) -> Result<Filled, CacheError> {
+    async fn fill(self: &Arc<Self>, cid: Cid) -> Result<Filled, CacheError> {
         // A flight that ended just before this one started put its block in memory first.
         if let Some(b) = self.mem_get(&cid) {
             return Ok((b, None));
@@ -364,16 +382,19 @@ impl Inner {
 
     /// Writes `block` to disk in the background; waits only when [`MAX_PENDING_WRITES`]
     /// writes are already pending. A failed write is logged (the block stays fetchable).
-    async fn write_behind(&self, block: Block) {
+    async fn write_behind(self: &Arc<Self>, block: Block) {
         let Ok(permit) = Arc::clone(&self.writes).acquire_owned().await else {
             return; // the semaphore is never closed
         };
-        let (disk, quota) = (self.disk.clone(), Arc::clone(&self.quota));
+        let key = multihash_key(block.cid());
+        self.pending().insert(key.clone(), block.clone());
+        let inner = Arc::clone(self);
         tokio::spawn(async move {
             let cid = *block.cid();
-            if let Err(e) = store_block(&disk, &quota, block).await {
+            if let Err(e) = store_block(&inner.disk, &inner.quota, block).await {
                 tracing::warn!(cid = %cid, "fetched block could not be cached on disk: {e}");
             }
+            inner.pending().remove(&key);
             drop(permit);
         });
     }
@@ -453,7 +474,8 @@ impl BlockStore for CacheStore {
 
     /// Whether the block is cached, in memory or on disk (never fetches).
     async fn has(&self, cid: &Cid) -> Result<bool, StoreError> {
-        if self.inner.mem().contains(cid) {
+        if self.inner.mem().contains(cid) || self.inner.pending().contains_key(&multihash_key(cid))
+        {
             return Ok(true);
         }
         self.inner.disk.has(cid).await
