@@ -15,6 +15,7 @@ pub mod config;
 pub mod control;
 pub mod discover;
 mod follow;
+pub mod malloc;
 pub mod metrics;
 mod notify;
 pub mod pin;
