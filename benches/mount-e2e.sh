@@ -118,10 +118,13 @@ log "serving at $gw"
 # --- mount helpers ---------------------------------------------------------------------------
 mount_bin=$distfs  # which binary start_mount runs
 mount_bin_tag=after
+phase=one          # which phase's peak RSS start_mount's mount counts for (one / par)
+mount_phase=one
 start_mount() { # cache_dir [read_ahead_kb]
     "$mount_bin" mount "$mnt" --root "/ipfs/$root_cid" --gateway "$gw" --cache-dir "$1" \
         2>>"$work/mount.err" &
     mount_pid=$!
+    mount_phase=$phase
     for _ in $(seq 300); do
         mountpoint -q "$mnt" && break
         kill -0 "$mount_pid" 2>/dev/null || { echo "mount-e2e: mount exited" >&2; cat "$work/mount.err" >&2; exit 1; }
@@ -136,8 +139,9 @@ start_mount() { # cache_dir [read_ahead_kb]
 }
 stop_mount() {
     [ -n "$mount_pid" ] || return 0
-    # The daemon's peak RSS, for the "at most 100 MiB" target, kept per binary.
-    awk '/VmHWM/ {print $2}' "/proc/$mount_pid/status" >>"$work/hwm-$mount_bin_tag" 2>/dev/null || true
+    # The daemon's peak RSS, for the "at most 100 MiB" target, kept per binary and per phase
+    # (one reader at a time, or the 16 parallel readers).
+    awk '/VmHWM/ {print $2}' "/proc/$mount_pid/status" >>"$work/hwm-$mount_bin_tag-$mount_phase" 2>/dev/null || true
     kill -TERM "$mount_pid" 2>/dev/null || true
     wait "$mount_pid" 2>/dev/null || true
     mount_pid=
@@ -211,6 +215,7 @@ warm_setup() { stop_mount; evict "$cache"; start_mount "$cache" $ra; }
 warm_hotdir_setup() { stop_mount; cat_dir "$cache"; start_mount "$cache" $ra; }
 distfs_cases() { # prefix
     local p=$1 verified=
+    phase=one
     log "${p}distfs cold/warm/hot with $mount_bin"
     for _ in $(seq "$runs"); do
         measure "${p}cold" cold_setup cat_big
@@ -228,6 +233,7 @@ distfs_cases() { # prefix
     for _ in $(seq "$runs"); do measure "${p}hot" nothing cat_big; done
     log "${p}parallel readers"
     for _ in $(seq "$runs"); do measure "${p}single" cold_setup single_read; done
+    phase=par
     for _ in $(seq "$runs"); do measure "${p}par16" cold_setup par_read; done
     stop_mount
 }
@@ -265,7 +271,11 @@ distfs_report() { # prefix label
 distfs_report "" ""
 [ -z "$before" ] || distfs_report "b_" "before: "
 hwm_report() { # tag label
-    [ -s "$work/hwm-$1" ] && echo "$2daemon peak RSS (VmHWM, largest of its mounts): $(($(sort -n "$work/hwm-$1" | tail -n1) / 1024)) MiB"
+    local ph what
+    for ph in one par; do
+        [ "$ph" = one ] && what="one reader at a time" || what="$par parallel readers"
+        [ -s "$work/hwm-$1-$ph" ] && echo "$2daemon peak RSS (VmHWM), $what: $(($(sort -n "$work/hwm-$1-$ph" | head -n1) / 1024))-$(($(sort -n "$work/hwm-$1-$ph" | tail -n1) / 1024)) MiB over its mounts"
+    done
 }
 hwm_report after ""
 [ -z "$before" ] || hwm_report before "before: "
