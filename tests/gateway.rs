@@ -657,3 +657,45 @@ async fn latency_option_delays_each_response() {
         assert!(start.elapsed() >= std::time::Duration::from_millis(300));
     }
 }
+
+/// `--rate-mbit` sends every body through one shared link: two 1 MB CARs at 8 Mbit/s take
+/// at least two seconds together (a lower bound only), and arrive whole.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rate_option_shares_one_link_between_responses() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("one-megabyte.bin");
+    let data: Vec<u8> = (0..1_000_000u32)
+        .map(|i| (i.wrapping_mul(2_654_435_761) >> 24) as u8)
+        .collect();
+    std::fs::write(&file, &data).unwrap();
+    let store = dir.path().join("store");
+    let out = Command::new(env!("CARGO_BIN_EXE_distfs"))
+        .arg("add")
+        .arg(&file)
+        .arg("--store")
+        .arg(&store)
+        .output()
+        .expect("run distfs add");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let stdout = String::from_utf8(out.stdout).unwrap();
+    let root = stdout
+        .split_whitespace()
+        .nth(1)
+        .unwrap_or_else(|| panic!("no CID in {stdout:?}"))
+        .to_string();
+    let s = Server::start(&["--store", store.to_str().unwrap(), "--rate-mbit", "8"]);
+    let path = format!("/ipfs/{root}?format=car");
+    let start = std::time::Instant::now();
+    let (a, b) = tokio::join!(s.car(&path), s.car(&path));
+    let took = start.elapsed();
+    assert_eq!(a, b);
+    assert!(a.len() > 3, "a multi-block file: {a:?}");
+    assert!(
+        took >= std::time::Duration::from_millis(1_900),
+        "2 MB at 1 MB/s took only {took:?}"
+    );
+}

@@ -80,6 +80,10 @@ pub struct ServeArgs {
     /// Milliseconds added before every response (for benchmarks that model a distant gateway).
     #[arg(long, value_name = "MS", default_value_t = 0)]
     latency: u64,
+    /// Send every response body through one shared link of this many megabits per second
+    /// (for benchmarks that model a user's connection; off by default).
+    #[arg(long, value_name = "MBIT", value_parser = clap::value_parser!(u64).range(1..))]
+    rate_mbit: Option<u64>,
     /// Answer the IPFS Pinning Service API (`/pins`) for clients that send
     /// `Authorization: Bearer <the first line of FILE>`, and keep what they pin whole in the
     /// first --store. Without a pin token the API is off.
@@ -143,6 +147,7 @@ async fn serve(args: ServeArgs, pin_token: Option<String>) -> anyhow::Result<()>
         queue_timeout: Duration::from_secs(10),
         log_requests: args.log_requests,
         latency: Duration::from_millis(args.latency),
+        rate_bits_per_sec: args.rate_mbit.map(|m| m.saturating_mul(1_000_000)),
         metrics: !args.no_metrics,
     };
     let mut gateway = Gateway::open(&sources, config)

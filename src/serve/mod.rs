@@ -37,6 +37,7 @@ use crate::store::BlockStore;
 pub mod car;
 pub mod error;
 pub mod ipns;
+pub mod link;
 pub mod metrics;
 pub mod pins;
 pub mod providers;
@@ -69,6 +70,9 @@ pub struct GatewayConfig {
     /// Added delay before each response starts (for benchmarks that model a distant
     /// gateway; zero in production).
     pub latency: Duration,
+    /// Every response body shares one link of this many bits per second (for benchmarks
+    /// that model a user's connection, see [`link`]); `None` in production.
+    pub rate_bits_per_sec: Option<u64>,
     /// Serve `GET /metrics` (the counters are kept either way).
     pub metrics: bool,
 }
@@ -80,6 +84,7 @@ impl Default for GatewayConfig {
             queue_timeout: Duration::from_secs(10),
             log_requests: false,
             latency: Duration::ZERO,
+            rate_bits_per_sec: None,
             metrics: true,
         }
     }
@@ -119,6 +124,7 @@ pub struct Gateway {
     providers: providers::Providers,
     accept_providers: bool,
     car_roots: Vec<cid::Cid>,
+    link: Option<Arc<link::Link>>,
 }
 
 impl Gateway {
@@ -130,6 +136,9 @@ impl Gateway {
             stats: stats::Stats::default(),
             metrics: Arc::default(),
             permits: Arc::new(Semaphore::new(config.max_concurrent)),
+            link: config
+                .rate_bits_per_sec
+                .map(|r| Arc::new(link::Link::new(r))),
             config,
             uploads: None,
             pins: None,
@@ -275,6 +284,11 @@ impl Gateway {
     /// The configured added latency.
     pub(crate) fn latency(&self) -> Duration {
         self.config.latency
+    }
+
+    /// The modelled link every response body goes through, if a rate is set.
+    pub(crate) fn link(&self) -> Option<&Arc<link::Link>> {
+        self.link.as_ref()
     }
 
     async fn acquire(&self) -> Result<OwnedSemaphorePermit, ServeError> {
@@ -493,6 +507,7 @@ mod tests {
             queue_timeout: Duration::from_millis(50),
             log_requests: false,
             latency: Duration::ZERO,
+            rate_bits_per_sec: None,
             metrics: true,
         })
         .await;

@@ -187,9 +187,13 @@ fn finish(
         started: Instant::now(),
         _permit: permit,
     };
+    let link = gw.link().cloned();
     resp.map(|inner| {
         Body::new(Tracked {
-            inner,
+            inner: match link {
+                Some(link) => link.pace(inner),
+                None => inner,
+            },
             bytes: 0,
             failed: false,
             done,
