@@ -12,13 +12,16 @@
 # scripts/mkappimage. For each case: median seconds to the first line of output and to the
 # end of the run, raw-block requests the gateway answered, and bytes fetched (block bytes
 # written to the cache; for download, the CAR) with their ratio to the AppImage's size.
+# RATE_MBIT (optional) sends every response of the serve through one shared link of that many
+# Mbit/s (`distfs serve --rate-mbit`): a user's connection instead of loopback's ~4 Gbit/s.
 # Needs root (FUSE), curl, python3, squashfuse, mksquashfs.
-# Usage: benches/appimage-e2e.sh [PAYLOAD_MIB=48] [RUNS=3] [LATENCY_MS=20]
+# Usage: benches/appimage-e2e.sh [PAYLOAD_MIB=48] [RUNS=3] [LATENCY_MS=20] [RATE_MBIT]
 set -euo pipefail
 cd "$(dirname "$0")/.."
 payload_mib=${1:-48}
 runs=${2:-3}
 latency=${3:-20}
+rate_mbit=${4:-}
 for tool in curl python3 mountpoint squashfuse mksquashfs; do
     command -v "$tool" >/dev/null || { echo "appimage-e2e: needs $tool" >&2; exit 2; }
 done
@@ -76,7 +79,8 @@ EOF
 # start_serve STORE: distfs serve with the added latency; sets $addr.
 start_serve() {
     stop_serve
-    "$distfs" serve --store "$1" --listen 127.0.0.1:0 --latency "$latency" >"$work/addr" &
+    "$distfs" serve --store "$1" --listen 127.0.0.1:0 --latency "$latency" \
+        ${rate_mbit:+--rate-mbit "$rate_mbit"} >"$work/addr" &
     serve_pid=$!
     for _ in $(seq 300); do [ -s "$work/addr" ] && break; sleep 0.05; done
     read -r addr <"$work/addr"
@@ -153,7 +157,7 @@ report() { # NAME FIRST TOTAL REQUESTS BYTES
         "$1" "$2" "$3" "$4" "$5" "$(echo "$5 / $size" | bc -l)"
 }
 
-echo "AppImage $size bytes ($payload_mib MiB payload), gateway latency $latency ms, median of $runs"
+echo "AppImage $size bytes ($payload_mib MiB payload), gateway latency $latency ms, link ${rate_mbit:-unlimited} Mbit/s, median of $runs"
 run_case lazy "$root" --no-background-fetch
 run_case default "$root"
 
