@@ -28,7 +28,7 @@ mod tests;
 
 pub use car::{collect_car_blocks, CarOptions, CarWalker, DagScope};
 pub use counting::CountingStore;
-pub use read::{prefetch_range, read_range, read_range_cached, NodeCache};
+pub use read::{prefetch_range, prefetch_range_wide, read_range, read_range_cached, NodeCache};
 
 /// The deepest DAG we follow (file trees, HAMT levels, path segments each count).
 pub const MAX_DEPTH: usize = 64;

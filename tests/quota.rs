@@ -21,9 +21,12 @@ use support::cache::{bad_blocks, block_files};
 use support::{det_bytes, distfs_add, distfs_bin, tempdir, write_bytes};
 
 const MIB: u64 = 1024 * 1024;
-/// One fetch batch: the daemon's readahead window (`dist::view::READAHEAD_WINDOW`), the
-/// most a single read can bring in at once past the moment the quota is crossed.
-const FETCH_BATCH: u64 = distfs::dist::view::READAHEAD_WINDOW;
+/// Requests in flight the quota test allows the daemon (`--max-in-flight`).
+const IN_FLIGHT: usize = distfs::dist::readahead::MIN_WINDOW_BLOCKS;
+/// One fetch batch: the daemon's readahead window, as many blocks as the fetcher keeps in
+/// flight (at most `IN_FLIGHT`, and never under `MIN_WINDOW_BLOCKS`), the most a single
+/// read can bring in at once past the moment the quota is crossed.
+const FETCH_BATCH: u64 = IN_FLIGHT as u64 * distfs::dist::readahead::WINDOW_BLOCK;
 
 /// A distribution `proj/<version>/<name>` of deterministic files, imported and served.
 struct Dist {
@@ -137,7 +140,12 @@ fn reading_three_times_the_quota_stays_within_one_fetch_batch() {
     let files: Vec<(&str, usize)> = names.iter().map(|n| (*n, QUOTA as usize)).collect();
     let d = Dist::new(&files);
     let cache = d.path("cache");
-    let m = d.mount("mnt", &cache, &["--cache-size", "16M"]);
+    let in_flight = IN_FLIGHT.to_string();
+    let m = d.mount(
+        "mnt",
+        &cache,
+        &["--cache-size", "16M", "--max-in-flight", &in_flight],
+    );
     let mut peak = 0;
     for rel in names {
         let got = read_in_pieces(&m.path(rel), || peak = peak.max(dir_bytes(&cache)));

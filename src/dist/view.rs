@@ -36,8 +36,6 @@ mod union;
 const MAX_VERSIONS_FILE: u64 = 1024 * 1024;
 /// Children stat'ed at once while listing a directory.
 const LIST_CONCURRENCY: usize = 32;
-/// How far ahead of a sequential reader blocks are fetched.
-pub const READAHEAD_WINDOW: u64 = 8 * 1024 * 1024;
 
 /// Why a view operation failed. `fs` maps these to errnos.
 #[derive(Debug, thiserror::Error)]
@@ -147,6 +145,13 @@ impl DistView {
             xattrs: Arc::default(),
             union: Arc::default(),
         }
+    }
+
+    /// This view with readahead windows as wide as `hint` says the fetcher's window is
+    /// (`dist::readahead`); without it they are 8 MiB.
+    pub fn with_readahead_hint(mut self, hint: super::readahead::WindowHint) -> DistView {
+        self.readahead = Readahead::with_hint(hint);
+        self
     }
 
     /// This view with open files' blocks kept from eviction: each open gets a guard from
@@ -405,7 +410,7 @@ impl DistView {
     }
 
     /// Up to `size` bytes of the file `ino` at `offset`. Sequential readers get the next
-    /// [`READAHEAD_WINDOW`] fetched in the background.
+    /// readahead window (`dist::readahead`) fetched in the background.
     #[tracing::instrument(skip_all, fields(ino, offset, size))]
     pub async fn read(&self, ino: u64, offset: u64, size: u32) -> Result<Bytes, ViewError> {
         self.read_handle(ino, 0, offset, size).await
@@ -608,7 +613,7 @@ impl DistView {
     /// Fetches the window after a sequential READ in the background; through the reading
     /// handle's guard when it has one, so what readahead brings in is held like what it read.
     fn readahead(&self, node: &Inode, offset: u64, size: u64, held: Option<Arc<InUse>>) {
-        let Some(start) = self
+        let Some(window) = self
             .readahead
             .next_window(node.ino, node.size, offset, size)
         else {
@@ -621,8 +626,9 @@ impl DistView {
         let nodes = Arc::clone(&self.nodes);
         let (cid, ino, xattrs) = (node.cid, node.ino, Arc::clone(&self.xattrs));
         handle.spawn(async move {
-            let window = walk::prefetch_range(&store, &nodes, &cid, start, READAHEAD_WINDOW);
-            if let Err(e) = xattrs.prefetch(ino, window).await {
+            let (start, len, blocks) = (window.start, window.len, window.blocks);
+            let fetch = walk::prefetch_range_wide(&store, &nodes, &cid, start, len, blocks);
+            if let Err(e) = xattrs.prefetch(ino, fetch).await {
                 tracing::debug!(%cid, start, "readahead failed: {e}");
             }
         });

@@ -93,7 +93,7 @@ pub async fn read_range<S: BlockStore + ?Sized>(
     offset: u64,
     len: u64,
 ) -> Result<Bytes, WalkError> {
-    read_impl(store, None, cid, offset, len, true).await
+    read_impl(store, None, cid, offset, len, READ).await
 }
 
 /// [`read_range`], taking decoded internal nodes from `nodes` and adding the ones it decodes.
@@ -105,7 +105,7 @@ pub async fn read_range_cached<S: BlockStore + ?Sized>(
     offset: u64,
     len: u64,
 ) -> Result<Bytes, WalkError> {
-    read_impl(store, Some(nodes), cid, offset, len, true).await
+    read_impl(store, Some(nodes), cid, offset, len, READ).await
 }
 
 /// Loads every block that [`read_range`] of the same range would, and nothing else, without
@@ -118,10 +118,42 @@ pub async fn prefetch_range<S: BlockStore + ?Sized>(
     offset: u64,
     len: u64,
 ) -> Result<(), WalkError> {
-    read_impl(store, Some(nodes), cid, offset, len, false)
+    prefetch_range_wide(store, nodes, cid, offset, len, FETCH_CONCURRENCY).await
+}
+
+/// [`prefetch_range`] with up to `concurrency` blocks asked for at once (at least one):
+/// readahead sized to the fetcher's window gets its whole window in one round trip.
+#[tracing::instrument(skip_all, fields(cid = %cid, offset, len, concurrency))]
+pub async fn prefetch_range_wide<S: BlockStore + ?Sized>(
+    store: &S,
+    nodes: &NodeCache,
+    cid: &Cid,
+    offset: u64,
+    len: u64,
+    concurrency: usize,
+) -> Result<(), WalkError> {
+    let how = How {
+        assemble: false,
+        concurrency: concurrency.max(1),
+    };
+    read_impl(store, Some(nodes), cid, offset, len, how)
         .await
         .map(drop)
 }
+
+/// What a walk over a range does: put the bytes together or only load the blocks, and how
+/// many blocks it asks for at once.
+#[derive(Clone, Copy)]
+struct How {
+    assemble: bool,
+    concurrency: usize,
+}
+
+/// A read: bytes put together, [`FETCH_CONCURRENCY`] blocks at once.
+const READ: How = How {
+    assemble: true,
+    concurrency: FETCH_CONCURRENCY,
+};
 
 /// One pending child read: which block, which part of it, and where the bytes go.
 struct Pending {
@@ -145,8 +177,9 @@ async fn read_impl<S: BlockStore + ?Sized>(
     cid: &Cid,
     offset: u64,
     len: u64,
-    assemble: bool,
+    how: How,
 ) -> Result<Bytes, WalkError> {
+    let assemble = how.assemble;
     let root = load_file(store, nodes, cid)
         .await?
         .ok_or(WalkError::NotAFile { cid: *cid })?;
@@ -181,7 +214,7 @@ async fn read_impl<S: BlockStore + ?Sized>(
         let mut next = Vec::new();
         let mut loaded = stream::iter(level)
             .map(|p| async move { load_file(store, nodes, &p.cid).await.map(|n| (p, n)) })
-            .buffer_unordered(FETCH_CONCURRENCY);
+            .buffer_unordered(how.concurrency);
         while let Some(item) = loaded.next().await {
             let (p, node) = item?;
             let child = checked_child(&p, node)?;
