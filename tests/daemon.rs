@@ -81,6 +81,22 @@ fn status(cache: &Path) -> Value {
     serde_json::from_slice(&out).expect("status --json is JSON")
 }
 
+/// `distfs gc --cache-size SIZE --json` on the cache dir (through its daemon, if one runs).
+fn gc_to(cache: &Path, size: &str) -> Value {
+    let out = run_ok(
+        &bin(),
+        &[
+            "gc",
+            "--cache-dir",
+            cache.to_str().unwrap(),
+            "--cache-size",
+            size,
+            "--json",
+        ],
+    );
+    serde_json::from_slice(&out).expect("gc --json is JSON")
+}
+
 fn stderr(out: &Output) -> String {
     String::from_utf8_lossy(&out.stderr).into_owned()
 }
@@ -362,18 +378,7 @@ fn pin_through_the_socket_survives_gc_and_unpin_releases_it() {
         "gc to leave only the pinned blocks",
         Duration::from_secs(30),
         || {
-            let gc = run_ok(
-                &bin(),
-                &[
-                    "gc",
-                    "--cache-dir",
-                    &cache_s,
-                    "--cache-size",
-                    "1M",
-                    "--json",
-                ],
-            );
-            let report: Value = serde_json::from_slice(&gc).unwrap();
+            let report = gc_to(&cache, "1M");
             (report["bytes"] == report["pinned_bytes"]).then_some(report)
         },
     );
@@ -404,18 +409,7 @@ fn pin_through_the_socket_survives_gc_and_unpin_releases_it() {
     // Unpin by the path relative to the mount root; the next gc may take it all.
     let out = run_ok(&bin(), &["unpin", "proj/1.0", "--cache-dir", &cache_s]);
     assert!(String::from_utf8_lossy(&out).contains("unpinned"));
-    let gc = run_ok(
-        &bin(),
-        &[
-            "gc",
-            "--cache-dir",
-            &cache_s,
-            "--cache-size",
-            "1M",
-            "--json",
-        ],
-    );
-    let report: Value = serde_json::from_slice(&gc).unwrap();
+    let report = gc_to(&cache, "1M");
     assert_eq!(report["pinned_bytes"], 0, "{report}");
     assert!(report["bytes"].as_u64().unwrap() <= MIB as u64, "{report}");
     // Nothing is pinned any more: a second unpin fails.

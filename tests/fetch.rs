@@ -28,6 +28,20 @@ fn fetcher(gws: &[&TestGateway], config: FetcherConfig) -> Fetcher {
     Fetcher::new(gws.iter().map(|g| g.client()).collect(), config)
 }
 
+/// Gets every block on its own task, all at once, and checks each arrives.
+async fn get_all_at_once(f: &Fetcher, blocks: &[Block]) {
+    let tasks: Vec<_> = blocks
+        .iter()
+        .map(|b| {
+            let (f, cid) = (f.clone(), *b.cid());
+            tokio::spawn(async move { f.get(&cid).await })
+        })
+        .collect();
+    for (t, b) in tasks.into_iter().zip(blocks) {
+        assert_eq!(&t.await.unwrap().unwrap(), b);
+    }
+}
+
 /// The contract every `BlockSource` keeps: verified blocks, a definite NotFound for an
 /// absent block, identity CIDs answered inline.
 async fn source_conformance(src: &dyn BlockSource, blocks: &[Block]) {
@@ -242,16 +256,7 @@ async fn in_flight_requests_are_bounded() {
             ..config()
         },
     );
-    let tasks: Vec<_> = blocks[..12]
-        .iter()
-        .map(|b| {
-            let (f, cid) = (f.clone(), *b.cid());
-            tokio::spawn(async move { f.get(&cid).await })
-        })
-        .collect();
-    for t in tasks {
-        t.await.unwrap().unwrap();
-    }
+    get_all_at_once(&f, &blocks[..12]).await;
     assert_eq!(gw.total(), 12);
     assert_eq!(gw.state.peak_in_flight.load(Ordering::SeqCst), 2);
 }
@@ -273,16 +278,7 @@ async fn a_near_source_gets_a_small_window() {
     // 16 would need every one of ten round trips to take over 7.8 ms on loopback.
     assert!(f.window() <= 16, "window {}", f.window());
     assert!(burst.len() > 16, "the burst could exceed the window");
-    let tasks: Vec<_> = burst
-        .iter()
-        .map(|b| {
-            let (f, cid) = (f.clone(), *b.cid());
-            tokio::spawn(async move { f.get(&cid).await })
-        })
-        .collect();
-    for t in tasks {
-        t.await.unwrap().unwrap();
-    }
+    get_all_at_once(&f, burst).await;
     let peak = gw.state.peak_in_flight.load(Ordering::SeqCst);
     assert!(peak <= 16, "{peak} requests were in flight at once");
 }
