@@ -18,6 +18,7 @@
 # Usage: benches/appimage-e2e.sh [PAYLOAD_MIB=48] [RUNS=3] [LATENCY_MS=20] [RATE_MBIT]
 set -euo pipefail
 cd "$(dirname "$0")/.."
+source benches/lib.sh # log, now, median (its mount helpers are not used here)
 payload_mib=${1:-48}
 runs=${2:-3}
 latency=${3:-20}
@@ -52,8 +53,6 @@ cleanup() {
 }
 trap cleanup EXIT
 
-log() { echo "# $*" >&2; }
-median() { sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
 
 # first_output CMD... -> "SECONDS_TO_FIRST_OUTPUT SECONDS_TOTAL" (stdout of CMD discarded).
 first_output() {

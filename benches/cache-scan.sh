@@ -11,6 +11,7 @@
 #   PROFILE=dev benches/cache-scan.sh ...        (debug build instead of release)
 set -euo pipefail
 cd "$(dirname "$0")/.."
+source benches/lib.sh # log, now, median (its mount helpers are not used here)
 BLOCKS=${1:-40960}
 RUNS=${2:-5}
 PROFILE=${PROFILE:-release}
@@ -34,7 +35,6 @@ for i in range(n):
         f.truncate(262144)
 PY
 
-median() { sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
 ms() { python3 -c 'import time; print(int(time.monotonic_ns() // 1000000))'; }
 
 scan_ms=$(for _ in $(seq "$RUNS"); do

@@ -5,6 +5,7 @@
 # Usage: benches/import-e2e.sh [SIZE_MIB=256] [RUNS=5]
 set -euo pipefail
 cd "$(dirname "$0")/.."
+source benches/lib.sh # log, now, median (its mount helpers are not used here)
 size_mib=${1:-256}
 runs=${2:-5}
 cargo build --release --quiet
@@ -15,7 +16,6 @@ file="$work/input.bin"
 head -c $((size_mib * 1024 * 1024)) /dev/urandom >"$file"
 cat "$file" >/dev/null # warm the page cache
 
-median() { sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
 time_runs() { # command... -> median seconds
     for _ in $(seq "$runs"); do
         local t0 t1

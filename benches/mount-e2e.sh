@@ -40,22 +40,8 @@ if [ -z "$distfs" ]; then
 fi
 hz=$(getconf CLK_TCK)
 
-work=$(mktemp -d)
-mnt="$work/mnt"
-mkdir -p "$mnt"
-serve_pid=
-mount_pid=
-cleanup() {
-    stop_mount || true
-    [ -n "$serve_pid" ] && kill "$serve_pid" 2>/dev/null && wait "$serve_pid" 2>/dev/null
-    mountpoint -q "$mnt" && umount -l "$mnt"
-    rm -rf "$work"
-}
-trap cleanup EXIT
-
-log() { echo "# $*" >&2; }
-now() { date +%s.%N; }
-median() { sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
+source benches/lib.sh
+bench_setup mount-e2e
 cpu_of() { # pid -> CPU seconds (user + system) so far
     awk -v hz="$hz" '{print ($14 + $15) / hz}' "/proc/$1/stat" 2>/dev/null || echo 0
 }
@@ -106,49 +92,27 @@ log "root $root_cid, big.bin $file_cid"
 # DISTFS_BENCH_LATENCY_MS adds that much delay to every gateway response (a distant gateway).
 latency_ms=${DISTFS_BENCH_LATENCY_MS:-0}
 log "gateway latency: ${latency_ms} ms per response"
-"$distfs" serve --store "$store" --listen 127.0.0.1:0 --latency "$latency_ms" \
-    >"$work/serve.out" 2>"$work/serve.err" &
-serve_pid=$!
-for _ in $(seq 100); do [ -s "$work/serve.out" ] && break; sleep 0.1; done
-addr=$(head -n1 "$work/serve.out" | grep -oE '[0-9.]+:[0-9]+' | head -n1)
-[ -n "$addr" ] || { echo "mount-e2e: serve printed no address" >&2; cat "$work/serve.err" >&2; exit 1; }
-gw="http://$addr"
+start_serve "$distfs" "$store" --latency "$latency_ms"
 log "serving at $gw"
 
 # --- mount helpers ---------------------------------------------------------------------------
-mount_bin=$distfs  # which binary start_mount runs
+mount_bin=$distfs  # which binary start_mount runs (benches/lib.sh)
 mount_bin_tag=after
-phase=one          # which phase's peak RSS start_mount's mount counts for (one / par)
+phase=one          # which phase's peak RSS mount_at's mount counts for (one / par)
 mount_phase=one
-start_mount() { # cache_dir [read_ahead_kb]
-    "$mount_bin" mount "$mnt" --root "/ipfs/$root_cid" --gateway "$gw" --cache-dir "$1" \
-        2>>"$work/mount.err" &
-    mount_pid=$!
+mount_at() { # cache_dir [read_ahead_kb]
     mount_phase=$phase
-    for _ in $(seq 300); do
-        mountpoint -q "$mnt" && break
-        kill -0 "$mount_pid" 2>/dev/null || { echo "mount-e2e: mount exited" >&2; cat "$work/mount.err" >&2; exit 1; }
-        sleep 0.05
-    done
-    mountpoint -q "$mnt" || { echo "mount-e2e: not mounted after 15 s" >&2; exit 1; }
+    start_mount "$1"
     if [ -n "${2:-}" ]; then
         local minor
         minor=$(awk -v m="$mnt" '$5 == m {split($3, d, ":"); print d[2]}' /proc/self/mountinfo | tail -n1)
         echo "$2" >"/sys/class/bdi/0:$minor/read_ahead_kb"
     fi
 }
-stop_mount() {
-    [ -n "$mount_pid" ] || return 0
+on_stop_mount() {
     # The daemon's peak RSS, for the "at most 100 MiB" target, kept per binary and per phase
     # (one reader at a time, or the 16 parallel readers).
     awk '/VmHWM/ {print $2}' "/proc/$mount_pid/status" >>"$work/hwm-$mount_bin_tag-$mount_phase" 2>/dev/null || true
-    kill -TERM "$mount_pid" 2>/dev/null || true
-    wait "$mount_pid" 2>/dev/null || true
-    mount_pid=
-    if mountpoint -q "$mnt"; then
-        echo "mount-e2e: still mounted after distfs mount exited on SIGTERM; detaching" >&2
-        umount -l "$mnt"
-    fi
 }
 bdi_read_ahead() {
     local minor
@@ -210,9 +174,9 @@ for _ in $(seq "$runs"); do measure cat_hot nothing cat_local; done
 
 # distfs cases for one binary: case names get PREFIX; RA (optional) is set on each mount.
 ra=
-cold_setup() { stop_mount; fresh_cache; start_mount "$cache" $ra; }
-warm_setup() { stop_mount; evict "$cache"; start_mount "$cache" $ra; }
-warm_hotdir_setup() { stop_mount; cat_dir "$cache"; start_mount "$cache" $ra; }
+cold_setup() { stop_mount; fresh_cache; mount_at "$cache" $ra; }
+warm_setup() { stop_mount; evict "$cache"; mount_at "$cache" $ra; }
+warm_hotdir_setup() { stop_mount; cat_dir "$cache"; mount_at "$cache" $ra; }
 distfs_cases() { # prefix
     local p=$1 verified=
     phase=one

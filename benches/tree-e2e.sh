@@ -27,21 +27,8 @@ if [ -z "$distfs" ]; then
     distfs=$PWD/target/release/distfs
 fi
 
-work=$(mktemp -d)
-mnt="$work/mnt"
-mkdir -p "$mnt"
-serve_pid=
-mount_pid=
-cleanup() {
-    stop_mount || true
-    [ -n "$serve_pid" ] && kill "$serve_pid" 2>/dev/null && wait "$serve_pid" 2>/dev/null
-    mountpoint -q "$mnt" && umount -l "$mnt"
-    rm -rf "$work"
-}
-trap cleanup EXIT
-log() { echo "# $*" >&2; }
-now() { date +%s.%N; }
-median() { sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
+source benches/lib.sh
+bench_setup tree-e2e
 
 tree="$work/tree"
 log "making $dirs x $files files"
@@ -61,32 +48,9 @@ t0=$(now)
 log "added in $(echo "$(now) - $t0" | bc -l | cut -c1-6) s"
 root_cid=$(awk 'END {print $2}' "$work/added")
 
-"$distfs" serve --store "$store" --listen 127.0.0.1:0 >"$work/serve.out" 2>"$work/serve.err" &
-serve_pid=$!
-for _ in $(seq 100); do [ -s "$work/serve.out" ] && break; sleep 0.1; done
-addr=$(head -n1 "$work/serve.out" | grep -oE '[0-9.]+:[0-9]+' | head -n1)
-[ -n "$addr" ] || { echo "tree-e2e: serve printed no address" >&2; exit 1; }
-gw="http://$addr"
+start_serve "$distfs" "$store"
 
 mount_bin=$distfs
-start_mount() { # cache_dir
-    "$mount_bin" mount "$mnt" --root "/ipfs/$root_cid" --gateway "$gw" --cache-dir "$1" \
-        2>>"$work/mount.err" &
-    mount_pid=$!
-    for _ in $(seq 300); do
-        mountpoint -q "$mnt" && break
-        kill -0 "$mount_pid" 2>/dev/null || { echo "tree-e2e: mount exited" >&2; cat "$work/mount.err" >&2; exit 1; }
-        sleep 0.05
-    done
-    mountpoint -q "$mnt" || { echo "tree-e2e: not mounted after 15 s" >&2; exit 1; }
-}
-stop_mount() {
-    [ -n "$mount_pid" ] || return 0
-    kill -TERM "$mount_pid" 2>/dev/null || true
-    wait "$mount_pid" 2>/dev/null || true
-    mount_pid=
-    if mountpoint -q "$mnt"; then umount -l "$mnt"; fi
-}
 hwm_kib() { awk '/VmHWM/ {print $2}' "/proc/$mount_pid/status"; }
 timed() { local t0; t0=$(now); "$@" >/dev/null; echo "$(now) - $t0" | bc -l; }
 

@@ -1,0 +1,64 @@
+# Shared pieces of the end-to-end benchmark scripts; sourced (the caller sets -euo pipefail).
+#
+# bench_setup NAME makes $work (removed at exit, after the mount and the serve are stopped)
+# and $mnt; start_serve and start_mount run `distfs serve` / `distfs mount` on them, and
+# stop_mount ends the mount (calling the script's on_stop_mount first, if it has one).
+
+log() { echo "# $*" >&2; }
+now() { date +%s.%N; }
+median() { sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
+
+bench_setup() { # name
+    bench_name=$1
+    work=$(mktemp -d)
+    mnt="$work/mnt"
+    mkdir -p "$mnt"
+    serve_pid=
+    mount_pid=
+    trap bench_cleanup EXIT
+}
+bench_cleanup() {
+    stop_mount || true
+    [ -n "$serve_pid" ] && kill "$serve_pid" 2>/dev/null && wait "$serve_pid" 2>/dev/null
+    mountpoint -q "$mnt" && umount -l "$mnt"
+    rm -rf "$work"
+}
+
+# start_serve DISTFS STORE [serve args...]: sets $serve_pid and $gw (http://ADDR).
+start_serve() {
+    local bin=$1 store=$2
+    shift 2
+    "$bin" serve --store "$store" --listen 127.0.0.1:0 "$@" \
+        >"$work/serve.out" 2>"$work/serve.err" &
+    serve_pid=$!
+    for _ in $(seq 100); do [ -s "$work/serve.out" ] && break; sleep 0.1; done
+    local addr
+    addr=$(head -n1 "$work/serve.out" | grep -oE '[0-9.]+:[0-9]+' | head -n1)
+    [ -n "$addr" ] || { echo "$bench_name: serve printed no address" >&2; cat "$work/serve.err" >&2; exit 1; }
+    gw="http://$addr"
+}
+
+# start_mount CACHE_DIR: $mount_bin mounts /ipfs/$root_cid from $gw on $mnt; sets $mount_pid.
+start_mount() {
+    "$mount_bin" mount "$mnt" --root "/ipfs/$root_cid" --gateway "$gw" --cache-dir "$1" \
+        2>>"$work/mount.err" &
+    mount_pid=$!
+    for _ in $(seq 300); do
+        mountpoint -q "$mnt" && break
+        kill -0 "$mount_pid" 2>/dev/null || { echo "$bench_name: mount exited" >&2; cat "$work/mount.err" >&2; exit 1; }
+        sleep 0.05
+    done
+    mountpoint -q "$mnt" || { echo "$bench_name: not mounted after 15 s" >&2; exit 1; }
+}
+
+stop_mount() {
+    [ -n "$mount_pid" ] || return 0
+    if declare -F on_stop_mount >/dev/null; then on_stop_mount; fi
+    kill -TERM "$mount_pid" 2>/dev/null || true
+    wait "$mount_pid" 2>/dev/null || true
+    mount_pid=
+    if mountpoint -q "$mnt"; then
+        echo "$bench_name: still mounted after distfs mount exited on SIGTERM; detaching" >&2
+        umount -l "$mnt"
+    fi
+}
