@@ -423,6 +423,34 @@ async fn cache_miss_then_hit() {
 }
 
 #[tokio::test]
+async fn preload_brings_held_blocks_into_memory_and_drops_corrupt_ones() {
+    let blocks = fixture_blocks();
+    let dir = tempfile::tempdir().unwrap();
+    let disk = DiskStore::open(dir.path()).unwrap();
+    for b in &blocks[..4] {
+        disk.put(b.clone()).await.unwrap();
+    }
+    // Block 3 rots on disk; block 4 was never stored.
+    let rotten = disk.path_of(blocks[3].cid());
+    let mut bytes = std::fs::read(&rotten).unwrap();
+    bytes[0] ^= 1;
+    std::fs::write(&rotten, bytes).unwrap();
+    let c = CacheStore::new(disk.clone(), fetcher(&[], config())).with_offline(true);
+    let cids: Vec<Cid> = blocks[..5].iter().map(|b| *b.cid()).collect();
+    c.preload(&cids).await;
+    // The held blocks are in memory now: their files can go and the gets still answer.
+    for b in &blocks[..3] {
+        std::fs::remove_file(disk.path_of(b.cid())).unwrap();
+        assert_eq!(&c.get(b.cid()).await.unwrap(), b);
+    }
+    // The rotten one was checked, dropped and counted; nothing was fetched (offline).
+    assert!(!rotten.exists());
+    assert_eq!(c.stats().corrupt_dropped, 1);
+    assert!(c.get(blocks[3].cid()).await.is_err());
+    assert!(c.get(blocks[4].cid()).await.is_err());
+}
+
+#[tokio::test]
 async fn cache_persists_across_reopen() {
     let blocks = fixture_blocks();
     let gw = TestGateway::start(&blocks, Mode::Honest).await;

@@ -100,6 +100,21 @@ pub struct CacheStore {
 /// part of the daemon's memory.)
 pub const MEMORY_TIER_BYTES: usize = 16 * 1024 * 1024;
 
+/// What one memory-tier entry costs beside its bytes (the key, the block's CID and handle,
+/// the LRU links, the map slot), charged against the budget too: a tree of small files
+/// fills the tier with blocks of a few dozen bytes, and counted by their bytes alone 16 MiB
+/// of them took 26 MiB of heap.
+const MEM_ENTRY_OVERHEAD: usize = 256;
+
+/// The most bytes one [`CacheStore::preload`] brings into the memory tier: a quarter of it, so
+/// what a burst preloads is still there when its gets come.
+const PRELOAD_BYTES: usize = MEMORY_TIER_BYTES / 4;
+
+/// A block's charge against the memory tier's budget.
+fn mem_cost(block: &Block) -> usize {
+    block.data().len() + MEM_ENTRY_OVERHEAD
+}
+
 /// Recently used verified blocks in memory, least recently used evicted first once their
 /// bytes pass the budget. Serves the common pattern where readahead (or a lookup) brings a
 /// block in and a READ asks for it moments later, and internal DAG nodes every READ passes
@@ -129,17 +144,17 @@ impl MemTier {
     }
 
     fn insert(&mut self, block: &Block) {
-        let len = block.data().len();
-        if len > self.budget {
+        let cost = mem_cost(block);
+        if cost > self.budget {
             return;
         }
         if let Some(old) = self.blocks.put(multihash_key(block.cid()), block.clone()) {
-            self.bytes -= old.data().len();
+            self.bytes -= mem_cost(&old);
         }
-        self.bytes += len;
+        self.bytes += cost;
         while self.bytes > self.budget {
             match self.blocks.pop_lru() {
-                Some((_, evicted)) => self.bytes -= evicted.data().len(),
+                Some((_, evicted)) => self.bytes -= mem_cost(&evicted),
                 None => break,
             }
         }
@@ -338,6 +353,36 @@ impl Inner {
         self.mem().insert(block);
     }
 
+    /// [`CacheStore::preload`]'s disk reads, on a blocking thread.
+    fn preload_sync(&self, cids: &[Cid]) {
+        let mut bytes = 0;
+        for cid in cids {
+            if bytes >= PRELOAD_BYTES {
+                break;
+            }
+            match self.disk.get_sync(cid) {
+                Ok(Some(b)) => {
+                    bytes += b.data().len();
+                    self.mem_insert(&b);
+                }
+                Ok(None) => {}
+                Err(StoreError::Corrupt(e)) => {
+                    self.quota.forget(cid);
+                    self.note_corrupt(cid, &e);
+                }
+                // Left to the get that follows, which reports it.
+                Err(_) => {}
+            }
+        }
+    }
+
+    /// Counts and reports a cached block that failed its check (the disk store has deleted
+    /// it; the caller has told the quota).
+    fn note_corrupt(&self, cid: &Cid, e: &dyn std::fmt::Display) {
+        self.corrupt_dropped.fetch_add(1, Ordering::Relaxed);
+        tracing::warn!(cid = %cid, "cached block was corrupt and is fetched again: {e}");
+    }
+
     /// Reads a block from disk; a corrupt one (already deleted by the disk store) is a miss.
     ///
     /// A plain miss leaves the index alone: the file may be landing right now from another
@@ -352,8 +397,7 @@ impl Inner {
                 let quota = Arc::clone(&self.quota);
                 let cid_owned = *cid;
                 let _ = tokio::task::spawn_blocking(move || quota.forget(&cid_owned)).await;
-                self.corrupt_dropped.fetch_add(1, Ordering::Relaxed);
-                tracing::warn!(cid = %cid, "cached block was corrupt and is fetched again: {e}");
+                self.note_corrupt(cid, &e);
                 Ok(None)
             }
             Err(e) => Err(e.into()),
@@ -481,6 +525,20 @@ impl BlockStore for CacheStore {
         self.inner.disk.has(cid).await
     }
 
+    /// Reads the held blocks among `cids` that are not in memory from disk, in one blocking
+    /// call and up to [`PRELOAD_BYTES`], into the memory tier.
+    async fn preload(&self, cids: &[Cid]) {
+        let want: Vec<Cid> = {
+            let mem = self.inner.mem();
+            cids.iter().filter(|c| !mem.contains(c)).copied().collect()
+        };
+        if want.is_empty() {
+            return;
+        }
+        let inner = Arc::clone(&self.inner);
+        let _ = tokio::task::spawn_blocking(move || inner.preload_sync(&want)).await;
+    }
+
     /// The block from memory or disk (never fetches).
     async fn get_held(&self, cid: &Cid) -> Result<Option<Block>, StoreError> {
         if let Some(b) = self.inner.mem_get(cid) {
@@ -517,7 +575,8 @@ mod mem_tier_tests {
 
     #[test]
     fn evicts_least_recently_used_by_bytes() {
-        let mut t = MemTier::new(300);
+        let entry = 100 + MEM_ENTRY_OVERHEAD;
+        let mut t = MemTier::new(3 * entry);
         let (a, b, c) = (block(1, 100), block(2, 100), block(3, 100));
         t.insert(&a);
         t.insert(&b);
@@ -526,9 +585,28 @@ mod mem_tier_tests {
         t.insert(&block(4, 100)); // over budget: b (least recent) goes
         assert!(t.get(b.cid()).is_none());
         assert!(t.get(a.cid()).is_some() && t.get(c.cid()).is_some());
-        assert_eq!(t.bytes, 300);
-        t.insert(&block(5, 301)); // larger than the whole budget: not kept
-        assert_eq!(t.bytes, 300);
+        assert_eq!(t.bytes, 3 * entry);
+        t.insert(&block(5, 3 * entry)); // larger than the whole budget: not kept
+        assert_eq!(t.bytes, 3 * entry);
+    }
+
+    #[test]
+    fn small_blocks_are_charged_their_bookkeeping() {
+        // 1,000 blocks of 10 bytes are 10,000 bytes of data but cost far more to keep.
+        let mut t = MemTier::new(64 * 1024);
+        for n in 0..1000u32 {
+            t.insert(&Block::encode(
+                cid::Version::V1,
+                crate::block::codec::RAW,
+                Bytes::from(n.to_le_bytes().repeat(3)),
+            ));
+        }
+        assert!(t.bytes <= 64 * 1024);
+        assert!(
+            t.blocks.len() <= 64 * 1024 / MEM_ENTRY_OVERHEAD,
+            "{}",
+            t.blocks.len()
+        );
     }
 
     #[test]

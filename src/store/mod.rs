@@ -59,6 +59,11 @@ pub trait BlockStore: Send + Sync {
             Ok(None)
         }
     }
+    /// A hint that `cid`s are about to be asked for one by one: a store that keeps blocks
+    /// on disk brings those it holds into memory in one go, so the gets that follow do
+    /// not each pay a trip to a blocking thread. Fetches nothing; errors are left to the
+    /// gets. The default does nothing.
+    async fn preload(&self, _cids: &[Cid]) {}
 }
 
 /// A store in memory, keyed by multihash. The mutex guards only map operations (no `.await`
@@ -122,6 +127,10 @@ impl<T: BlockStore + ?Sized> BlockStore for std::sync::Arc<T> {
 
     async fn get_held(&self, cid: &Cid) -> Result<Option<Block>, StoreError> {
         (**self).get_held(cid).await
+    }
+
+    async fn preload(&self, cids: &[Cid]) {
+        (**self).preload(cids).await
     }
 }
 
