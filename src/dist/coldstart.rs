@@ -355,7 +355,7 @@ mod tests {
             size: data.len() as u64,
             perm: 0o555,
             mtime: None,
-            version_info: Arc::default(),
+            version_info: Default::default(),
         };
         (store, cold, file, count)
     }

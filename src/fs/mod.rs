@@ -520,7 +520,7 @@ impl fuser::Filesystem for DistFs {
 /// A READDIR answer from the directory and its listing (or why there is none).
 fn fill_dir(
     mut reply: ReplyDirectory,
-    listed: Result<(Inode, Arc<Vec<crate::dist::Entry>>), ViewError>,
+    listed: Result<(Arc<Inode>, Arc<Vec<crate::dist::Entry>>), ViewError>,
     offset: u64,
 ) {
     let (dir, entries) = match listed {
@@ -549,7 +549,7 @@ fn fill_dir(
 async fn listed_dir(
     view: &DistView,
     ino: u64,
-) -> Result<(Inode, Arc<Vec<crate::dist::Entry>>), ViewError> {
+) -> Result<(Arc<Inode>, Arc<Vec<crate::dist::Entry>>), ViewError> {
     let dir = view.inode(ino)?;
     Ok((dir, view.readdir(ino).await?))
 }
@@ -559,7 +559,7 @@ async fn listed_dir(
 /// entry, as a LOOKUP would.
 fn fill_dir_plus(
     mut reply: ReplyDirectoryPlus,
-    listed: Result<(Inode, Arc<Vec<crate::dist::Entry>>), ViewError>,
+    listed: Result<(Arc<Inode>, Arc<Vec<crate::dist::Entry>>), ViewError>,
     offset: u64,
     uid: u32,
     gid: u32,

@@ -22,7 +22,7 @@ impl DistView {
 
     /// The root entry inode of project `p` (its resolved CID, else the main root's as a
     /// placeholder never read: a listing or lookup inside waits for the real one).
-    fn project_inode(&self, p: &Arc<Project>) -> Inode {
+    fn project_inode(&self, p: &Arc<Project>) -> Arc<Inode> {
         let node = Inode {
             ino: 0,
             parent: ROOT_INO,
@@ -32,7 +32,7 @@ impl DistView {
             size: 0,
             perm: meta::DIR_MODE as u16,
             mtime: None,
-            version_info: Arc::default(),
+            version_info: Default::default(),
         };
         let inode = self.inodes.intern(ROOT_INO, &p.name, node);
         self.union.shown_at(inode.ino, p);
@@ -46,7 +46,7 @@ impl DistView {
         root: &Inode,
         name: &str,
         configured: bool,
-    ) -> Result<Option<Inode>, ViewError> {
+    ) -> Result<Option<Arc<Inode>>, ViewError> {
         if configured {
             return Ok(self
                 .union
@@ -62,7 +62,7 @@ impl DistView {
     /// `dir` with the CID of its own resolution when it is a project of the union: starts
     /// the project's follower the first time and waits for its outcome (the caller bounds
     /// the wait). A project that never resolved is an error naming why.
-    pub(super) async fn mounted_dir(&self, dir: Inode) -> Result<Inode, ViewError> {
+    pub(super) async fn mounted_dir(&self, dir: Arc<Inode>) -> Result<Arc<Inode>, ViewError> {
         let Some(p) = self.union.at_inode(dir.ino) else {
             return Ok(dir);
         };
