@@ -34,8 +34,10 @@ mod union;
 
 /// The most bytes of a `versions` file we read.
 const MAX_VERSIONS_FILE: u64 = 1024 * 1024;
-/// Children stat'ed at once while listing a directory.
-const LIST_CONCURRENCY: usize = 32;
+/// Children stat'ed at once while listing a directory. As many as the fetcher can keep in
+/// flight (its window decides how many of these are really requests at once): with 32, a
+/// cold listing of 10,000 files 20 ms away took 10.1 s, one round trip per 32 children.
+const LIST_CONCURRENCY: usize = 128;
 /// Children whose blocks a listing asks the store to preload at once.
 const LIST_PRELOAD: usize = 256;
 
@@ -503,24 +505,27 @@ impl DistView {
         };
         // At most LIST_CONCURRENCY futures exist at once: each is a few KiB, and building
         // them all up front for a 10,000-entry directory held 50 MiB. (A loop, not a
-        // stream closure, keeps the task `Send`.)
-        // Each chunk's blocks that are on disk come into memory in one blocking call first:
-        // one trip to a blocking thread per child was a quarter of a warm listing's time.
+        // stream closure, keeps the task `Send`.) Each run of LIST_PRELOAD children's blocks
+        // that are on disk comes into memory in one blocking call before the first of them
+        // starts: one trip to a blocking thread per child was a quarter of a warm listing.
         let mut made: Vec<Option<Arc<Inode>>> = Vec::with_capacity(raw.len());
-        for chunk in raw.chunks(LIST_PRELOAD) {
-            let cids: Vec<Cid> = chunk.iter().map(|e| e.cid).collect();
-            self.store.preload(&cids).await;
-            let mut children = chunk.iter();
-            let mut in_flight = FuturesOrdered::new();
-            loop {
-                while in_flight.len() < LIST_CONCURRENCY {
-                    let Some(e) = children.next() else { break };
-                    in_flight.push_back(self.make_inode(dir, &e.name, e.cid));
+        let (mut next, mut preloaded) = (0, 0);
+        let mut in_flight = FuturesOrdered::new();
+        loop {
+            while in_flight.len() < LIST_CONCURRENCY {
+                let Some(e) = raw.get(next) else { break };
+                if next == preloaded {
+                    let end = raw.len().min(next + LIST_PRELOAD);
+                    let cids: Vec<Cid> = raw[next..end].iter().map(|e| e.cid).collect();
+                    self.store.preload(&cids).await;
+                    preloaded = end;
                 }
-                match in_flight.next().await {
-                    Some(inode) => made.push(inode?),
-                    None => break,
-                }
+                in_flight.push_back(self.make_inode(dir, &e.name, e.cid));
+                next += 1;
+            }
+            match in_flight.next().await {
+                Some(inode) => made.push(inode?),
+                None => break,
             }
         }
         let mut entries: Vec<Entry> = raw
