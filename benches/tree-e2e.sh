@@ -6,7 +6,8 @@
 # warm) in the same run. Also prints the cold figure (empty cache, blocks from `distfs serve`
 # on loopback) and the mount daemon's peak RSS (VmHWM).
 #
-# DISTFS_BENCH_BEFORE=PATH runs the distfs cases a second time with the binary at PATH.
+# DISTFS_BENCH_BEFORE=PATH runs the distfs cases a second time with the binary at PATH;
+# DISTFS_BENCH_LATENCY_MS=N puts N ms before every gateway response (a distant gateway).
 # Needs root (FUSE), python3, mountpoint.
 # Usage: benches/tree-e2e.sh [DIRS=10] [FILES=10000] [RUNS=3]
 set -euo pipefail
@@ -48,7 +49,8 @@ t0=$(now)
 log "added in $(echo "$(now) - $t0" | bc -l | cut -c1-6) s"
 root_cid=$(awk 'END {print $2}' "$work/added")
 
-start_serve "$distfs" "$store"
+# DISTFS_BENCH_LATENCY_MS adds that much delay to every gateway response (the cold case).
+start_serve "$distfs" "$store" --latency "${DISTFS_BENCH_LATENCY_MS:-0}"
 
 mount_bin=$distfs
 hwm_kib() { awk '/VmHWM/ {print $2}' "/proc/$mount_pid/status"; }
