@@ -526,7 +526,7 @@ impl BlockStore for CacheStore {
     }
 
     /// Reads the held blocks among `cids` that are not in memory from disk, in one blocking
-    /// call and up to [`PRELOAD_BYTES`], into the memory tier.
+    /// call and up to 4 MiB (a quarter of the tier), into the memory tier.
     async fn preload(&self, cids: &[Cid]) {
         let want: Vec<Cid> = {
             let mem = self.inner.mem();
