@@ -261,12 +261,24 @@ async fn in_flight_requests_are_bounded() {
     assert_eq!(gw.state.peak_in_flight.load(Ordering::SeqCst), 2);
 }
 
-/// The window follows the round trip: a source 2 ms away needs about 5 requests in flight
-/// for 512 MiB/s (the floor is 8), so a burst of gets is held to that instead of the cap of
-/// 128 (each request held open costs a connection and its buffers).
+/// 256 KiB raw blocks (the default chunk), each with its own bytes.
+fn large_blocks(n: u32) -> Vec<Block> {
+    (0..n)
+        .map(|i| {
+            let data: Vec<u8> = (0..256 * 1024u32)
+                .map(|j| (j.wrapping_mul(31) ^ i.wrapping_mul(7919)) as u8)
+                .collect();
+            Block::encode(cid::Version::V1, codec::RAW, data.into())
+        })
+        .collect()
+}
+
+/// The window follows the round trip: a source 2 ms away needs about 5 requests of 256 KiB
+/// in flight for 512 MiB/s (the floor is 8), so a burst of gets is held to that instead of
+/// the cap of 128 (each request held open costs a connection and its buffers).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_near_source_gets_a_small_window() {
-    let blocks = fixture_blocks();
+    let blocks = large_blocks(40);
     let gw = TestGateway::start(&blocks, Mode::Delay(Duration::from_millis(2))).await;
     let f = fetcher(&[&gw], config());
     assert_eq!(f.config().max_in_flight, 128);
@@ -281,6 +293,23 @@ async fn a_near_source_gets_a_small_window() {
     get_all_at_once(&f, burst).await;
     let peak = gw.state.peak_in_flight.load(Ordering::SeqCst);
     assert!(peak <= 16, "{peak} requests were in flight at once");
+}
+
+/// Small blocks cost a request little, so the same near source gets a wider window for
+/// them (a listing of small files is one request per file).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn small_blocks_get_a_wider_window() {
+    let blocks = fixture_blocks();
+    assert!(blocks.iter().all(|b| b.data().len() < 16 * 1024));
+    let gw = TestGateway::start(&blocks, Mode::Delay(Duration::from_millis(2))).await;
+    let f = fetcher(&[&gw], config());
+    for b in &blocks {
+        f.get(b.cid()).await.unwrap();
+    }
+    // The window for 256 KiB blocks stays as it was; the one for these is several times it.
+    let (window, nominal) = (f.window(), f.nominal_window());
+    assert!(nominal <= 16, "nominal {nominal}");
+    assert!(window >= 3 * nominal, "window {window}, nominal {nominal}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

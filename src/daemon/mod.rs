@@ -326,7 +326,7 @@ pub fn run(config: Config) -> Result<(), DaemonError> {
     let fetcher = store.fetcher().clone();
     let mut view = DistView::new(Arc::new(store.clone()), root, config.read_timeout)
         .with_cold_start(cold, tracer)
-        .with_readahead_hint(Arc::new(move || fetcher.window()));
+        .with_readahead_hint(Arc::new(move || fetcher.nominal_window()));
     if let Some(inc) = &incoming {
         let inodes = crate::dist::inode::Inodes::restore(&inc.snapshot.inodes)
             .map_err(|e| DaemonError::Takeover(restart::RestartError::Protocol(e.to_string())))?;

@@ -15,7 +15,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use cid::Cid;
-use futures::stream::{FuturesOrdered, StreamExt};
+use futures::stream::{FuturesUnordered, StreamExt};
 
 use super::coldstart::{ColdStart, ColdStartConfig};
 use super::inode::{Inode, Inodes, Kind, Level, ROOT_INO};
@@ -508,9 +508,11 @@ impl DistView {
         // stream closure, keeps the task `Send`.) Each run of LIST_PRELOAD children's blocks
         // that are on disk comes into memory in one blocking call before the first of them
         // starts: one trip to a blocking thread per child was a quarter of a warm listing.
-        let mut made: Vec<Option<Arc<Inode>>> = Vec::with_capacity(raw.len());
+        // Unordered, so that one slow child does not hold the other slots: each result goes
+        // to its child's place.
+        let mut made: Vec<Option<Arc<Inode>>> = vec![None; raw.len()];
         let (mut next, mut preloaded) = (0, 0);
-        let mut in_flight = FuturesOrdered::new();
+        let mut in_flight = FuturesUnordered::new();
         loop {
             while in_flight.len() < LIST_CONCURRENCY {
                 let Some(e) = raw.get(next) else { break };
@@ -520,11 +522,17 @@ impl DistView {
                     self.store.preload(&cids).await;
                     preloaded = end;
                 }
-                in_flight.push_back(self.make_inode(dir, &e.name, e.cid));
+                let at = next;
+                let child = self.make_inode(dir, &e.name, e.cid);
+                in_flight.push(async move { (at, child.await) });
                 next += 1;
             }
             match in_flight.next().await {
-                Some(inode) => made.push(inode?),
+                Some((at, inode)) => {
+                    if let Some(slot) = made.get_mut(at) {
+                        *slot = inode?;
+                    }
+                }
                 None => break,
             }
         }

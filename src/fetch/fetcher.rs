@@ -219,6 +219,12 @@ impl Fetcher {
         self.inner.window.limit()
     }
 
+    /// The fetch window for 256 KiB blocks at the sources' round trip, whatever block sizes
+    /// are moving now (small ones widen [`Fetcher::window`]): what readahead sizes itself by.
+    pub fn nominal_window(&self) -> usize {
+        self.inner.window.nominal()
+    }
+
     /// How many sources are still in use (not dropped for sending a bad block).
     pub fn live_sources(&self) -> usize {
         self.inner
@@ -381,8 +387,9 @@ impl Inner {
                 })
             });
         let took = start.elapsed();
-        if result.is_ok() {
-            self.window.on_answer(i, took, Instant::now());
+        if let Ok(block) = &result {
+            self.window
+                .on_answer(i, took, block.data().len(), Instant::now());
         }
         Outcome {
             source: i,
