@@ -63,8 +63,9 @@ pub struct MountArgs {
     #[arg(long, value_name = "SECONDS")]
     pub read_timeout: Option<u64>,
     /// Most block requests in flight at once, across all gateways; below it the window
-    /// follows the round trip (41 at 20 ms). Throughput ≤ N × 256 KiB / latency; lower it
-    /// for a gateway that rate-limits [default: 128].
+    /// follows the round trip and the blocks' size (41 of 256 KiB at 20 ms, more for small
+    /// blocks). Throughput ≤ N × 256 KiB / latency; lower it for a gateway that rate-limits
+    /// [default: 128].
     #[arg(long, value_name = "N")]
     pub max_in_flight: Option<usize>,
     /// Do not fetch the rest of an opened *.AppImage into the cache in the background
