@@ -3,8 +3,8 @@
 //! fetch next; and how wide a window is. Pure bookkeeping: the view does the fetching. The
 //! mutex guards only map operations.
 //!
-//! A window is as many blocks as the fetcher keeps in flight (its window follows the round
-//! trip to the gateways), and at least [`MIN_WINDOW_BLOCKS`]: a new window starts once the
+//! A window is as many blocks as the fetcher keeps in flight for 256 KiB blocks (its window
+//! follows the round trip to the gateways), and at least [`MIN_WINDOW_BLOCKS`]: a new window starts once the
 //! one ahead is half read, so about one window is fetched per round trip, and a sequential
 //! reader gets `window / round trip`. A fixed 8 MiB window held one reader to about
 //! 52 MB/s at 100 ms; the fetcher's 128 requests of 256 KiB reach 32 MiB there.
@@ -19,7 +19,7 @@ pub const MIN_WINDOW_BLOCKS: usize = 32;
 /// The widest window, in blocks (32 MiB).
 pub const MAX_WINDOW_BLOCKS: usize = 128;
 
-/// Blocks the fetcher keeps in flight now (`Fetcher::window`).
+/// Blocks of 256 KiB the fetcher keeps in flight now (`Fetcher::nominal_window`).
 pub type WindowHint = Arc<dyn Fn() -> usize + Send + Sync>;
 
 /// Sequential-read tracking of one inode.

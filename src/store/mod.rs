@@ -20,6 +20,7 @@ pub mod disk;
 pub mod hold;
 pub mod index;
 pub mod lock;
+mod memtier;
 pub mod origin;
 pub mod pins;
 pub mod quota;
