@@ -42,6 +42,7 @@ pub struct DiskStore {
 struct Inner {
     dir: PathBuf,
     blocks: PathBuf,
+    whole: PathBuf,
     tmp_counter: AtomicU64,
     /// fsync each block file before renaming it into place.
     fsync: bool,
@@ -69,6 +70,7 @@ impl DiskStore {
             inner: Arc::new(Inner {
                 dir: dir.as_ref().to_path_buf(),
                 blocks,
+                whole: dir.as_ref().join("whole"),
                 tmp_counter: AtomicU64::new(0),
                 fsync,
             }),
@@ -85,27 +87,41 @@ impl DiskStore {
         &self.inner.blocks
     }
 
+    /// The directory of whole files (`DIR/whole`, see `store::whole`; created on first use).
+    pub fn whole_dir(&self) -> &Path {
+        &self.inner.whole
+    }
+
     /// The file that holds (or would hold) the block named by `cid`.
     pub fn path_of(&self, cid: &Cid) -> PathBuf {
-        self.path_of_mh(cid.hash())
+        self.path_of_mh(&self.inner.blocks, cid.hash())
     }
 
-    /// The file of the block whose multihash bytes are `key` (the index key); `None` if
-    /// `key` is not a multihash.
+    /// The whole file (`store::whole`) of the file whose root is `cid`.
+    pub fn whole_path_of(&self, cid: &Cid) -> PathBuf {
+        self.path_of_mh(&self.inner.whole, cid.hash())
+    }
+
+    /// The file an index key names: a block's multihash bytes, or those followed by
+    /// [`WHOLE_MARK`] for a whole file; `None` for anything else.
     pub fn path_of_key(&self, key: &[u8]) -> Option<PathBuf> {
-        multihash::Multihash::<64>::from_bytes(key)
-            .ok()
-            .map(|mh| self.path_of_mh(&mh))
+        let mut rest = key;
+        let mh = multihash::Multihash::<64>::read(&mut rest).ok()?;
+        match rest {
+            [] => Some(self.path_of_mh(&self.inner.blocks, &mh)),
+            [WHOLE_MARK] => Some(self.path_of_mh(&self.inner.whole, &mh)),
+            _ => None,
+        }
     }
 
-    /// `<blocks>/<first digest byte, hex>/<multihash, hex>`, built in one allocation: a warm
+    /// `<top>/<first digest byte, hex>/<multihash, hex>`, built in one allocation: a warm
     /// listing of small files computes one per child, and two hex strings and two joins
     /// were a tenth of its time.
-    fn path_of_mh(&self, mh: &multihash::Multihash<64>) -> PathBuf {
+    fn path_of_mh(&self, top: &Path, mh: &multihash::Multihash<64>) -> PathBuf {
         let mut encoded = [0u8; 80];
         let len = mh.write(&mut encoded[..]).unwrap_or(0);
         let shard = mh.digest().first().copied().unwrap_or(0);
-        let blocks = self.inner.blocks.as_os_str().as_bytes();
+        let blocks = top.as_os_str().as_bytes();
         let mut path = Vec::with_capacity(blocks.len() + 4 + 2 * len);
         path.extend_from_slice(blocks);
         path.push(b'/');
@@ -187,6 +203,9 @@ impl DiskStore {
         cid.hash().code() == crate::block::mh::IDENTITY || self.path_of(cid).exists()
     }
 }
+
+/// The byte after a multihash that makes an index key name a whole file rather than a block.
+pub const WHOLE_MARK: u8 = b'w';
 
 /// Reads a block file, refusing anything larger than a block can be. The buffer is sized
 /// from the file's length (no probing reads or regrowth copies on the hot path).

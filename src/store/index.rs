@@ -12,6 +12,7 @@ use std::io;
 use std::path::Path;
 use std::time::SystemTime;
 
+use super::disk::WHOLE_MARK;
 use crate::block::MAX_BLOCK_SIZE;
 
 /// A block's index key: its multihash bytes.
@@ -158,16 +159,38 @@ pub fn temp_file_pid(name: &str) -> Option<Option<u32>> {
     Some(rest.split('-').next().and_then(|p| p.parse().ok()))
 }
 
-/// Reads the blocks directory `blocks` (`<xx>/<hex multihash>`): indexes every block file,
-/// oldest modification first (so the least recently written are evicted first), and removes
-/// temp files whose writer is not `keep_pid`, and files that cannot be blocks (empty, larger
-/// than a block). Call only while holding the cache lock.
-pub fn scan(blocks: &Path, keep_pid: u32) -> io::Result<(Index, ScanReport)> {
+/// Reads the blocks directory `blocks` (`<xx>/<hex multihash>`) and the whole-file directory
+/// `whole` (same layout, see `store::whole`): indexes every file, oldest modification first
+/// (so the least recently written are evicted first), and removes temp files whose writer is
+/// not `keep_pid`, and files that cannot be what they are named (empty, or a block larger
+/// than a block can be). Whole files are indexed under their multihash followed by
+/// [`WHOLE_MARK`]. Call only while holding the cache lock.
+pub fn scan(blocks: &Path, whole: &Path, keep_pid: u32) -> io::Result<(Index, ScanReport)> {
     let mut found: Vec<(SystemTime, Key, u64)> = Vec::new();
     let mut report = ScanReport::default();
-    let shards = match fs::read_dir(blocks) {
+    scan_dir(blocks, None, keep_pid, &mut found, &mut report)?;
+    scan_dir(whole, Some(WHOLE_MARK), keep_pid, &mut found, &mut report)?;
+    found.sort_unstable_by_key(|a| a.0);
+    let mut index = Index::default();
+    for (_, key, len) in found {
+        report.blocks += 1;
+        report.bytes += len;
+        index.insert(key, len);
+    }
+    Ok((index, report))
+}
+
+/// One directory of [`scan`]: its keys get `mark` appended; only blocks have a size limit.
+fn scan_dir(
+    top: &Path,
+    mark: Option<u8>,
+    keep_pid: u32,
+    found: &mut Vec<(SystemTime, Key, u64)>,
+    report: &mut ScanReport,
+) -> io::Result<()> {
+    let shards = match fs::read_dir(top) {
         Ok(d) => d,
-        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok((Index::default(), report)),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
         Err(e) => return Err(e),
     };
     for shard in shards {
@@ -185,7 +208,7 @@ pub fn scan(blocks: &Path, keep_pid: u32) -> io::Result<(Index, ScanReport)> {
                 }
                 continue;
             }
-            let Ok(key) = hex::decode(name.as_bytes()) else {
+            let Ok(mut key) = hex::decode(name.as_bytes()) else {
                 report.foreign += 1;
                 continue;
             };
@@ -199,24 +222,18 @@ pub fn scan(blocks: &Path, keep_pid: u32) -> io::Result<(Index, ScanReport)> {
                 continue;
             }
             let len = meta.len();
-            if len == 0 || len > MAX_BLOCK_SIZE as u64 {
+            if len == 0 || (mark.is_none() && len > MAX_BLOCK_SIZE as u64) {
                 if remove_quietly(&entry.path()) {
                     report.bad_removed += 1;
                 }
                 continue;
             }
+            key.extend(mark);
             let mtime = meta.modified().unwrap_or(SystemTime::UNIX_EPOCH);
             found.push((mtime, key, len));
         }
     }
-    found.sort_unstable_by_key(|a| a.0);
-    let mut index = Index::default();
-    for (_, key, len) in found {
-        report.blocks += 1;
-        report.bytes += len;
-        index.insert(key, len);
-    }
-    Ok((index, report))
+    Ok(())
 }
 
 fn remove_quietly(path: &Path) -> bool {
@@ -279,7 +296,7 @@ mod tests {
         fs::write(shard.join(".tmp-1-0"), b"half").unwrap(); // a dead writer's temp file
         fs::write(shard.join(".tmp-77-0"), b"mine").unwrap(); // the live writer's
         fs::write(shard.join("README"), b"not a block").unwrap();
-        let (ix, report) = scan(dir.path(), 77).unwrap();
+        let (ix, report) = scan(dir.path(), &dir.path().join("none"), 77).unwrap();
         assert_eq!(
             report,
             ScanReport {

@@ -1,7 +1,8 @@
 //! Block storage: the [`BlockStore`] trait every layer reads and writes blocks through, an
 //! in-memory store for tests and tools, the on-disk store (`disk`), the caching store
 //! (`cache`) and its quota (`quota`, `index`), pins (`pins`), one-process lock (`lock`) and
-//! the note of which source served a read (`origin`).
+//! the note of which source served a read (`origin`), and whole-file copies for FUSE
+//! passthrough (`whole`).
 //!
 //! Every block that enters a store is a [`Block`], so it has been verified or produced by
 //! hashing; stores never accept raw bytes. The on-disk store proves what it reads back by
@@ -25,6 +26,7 @@ pub mod origin;
 pub mod pins;
 pub mod quota;
 mod seal;
+pub mod whole;
 
 /// Why a store operation failed.
 #[derive(Debug, thiserror::Error)]

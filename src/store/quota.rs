@@ -112,9 +112,11 @@ impl Quota {
         let blocks = disk.blocks_dir().to_path_buf();
         let start = std::time::Instant::now();
         let (mut index, scanned) =
-            scan(&blocks, std::process::id()).map_err(|source| StoreError::Io {
-                path: blocks.clone(),
-                source,
+            scan(&blocks, disk.whole_dir(), std::process::id()).map_err(|source| {
+                StoreError::Io {
+                    path: blocks.clone(),
+                    source,
+                }
             })?;
         for record in pins::load_all(disk.dir()) {
             for key in record.keys {
@@ -219,6 +221,22 @@ impl Quota {
         }
     }
 
+    /// Forgets an index key whose file is gone (a whole file found wrong and deleted).
+    pub(super) fn forget_key(&self, key: &[u8]) {
+        self.index().remove(key);
+    }
+
+    /// Marks an index key as just used.
+    pub(super) fn touch_key(&self, key: &[u8]) {
+        self.index().touch(key);
+    }
+
+    /// Whether `size` more bytes fit under the low-water mark without evicting anything:
+    /// what optional copies (whole files) may use, so that they never push blocks out.
+    pub fn has_room_for(&self, size: u64) -> bool {
+        self.index().bytes().saturating_add(size) <= self.low_water()
+    }
+
     /// Whether the index lists the block.
     pub fn contains(&self, cid: &Cid) -> bool {
         self.index().contains(&multihash_key(cid))
@@ -227,9 +245,14 @@ impl Quota {
     /// A block of `size` bytes was written; starts an eviction (on a blocking thread of
     /// the current tokio runtime) if that took the total past the limit.
     pub fn written(self: &Arc<Self>, cid: &Cid, size: u64) {
+        self.written_key(multihash_key(cid), size);
+    }
+
+    /// [`Quota::written`] for any index key (a whole file's, see `store::whole`).
+    pub(super) fn written_key(self: &Arc<Self>, key: Key, size: u64) {
         let over = {
             let mut ix = self.index();
-            ix.insert(multihash_key(cid), size);
+            ix.insert(key, size);
             ix.bytes() > self.limit.load(Ordering::Relaxed)
         };
         if over {
@@ -339,7 +362,8 @@ impl Quota {
     /// Garbage collection now: removes temp files of writers other than this process, and
     /// evicts down to the limit. Blocking.
     pub fn gc(&self) -> Result<GcReport, StoreError> {
-        let temp_removed = remove_foreign_temp_files(self.disk.blocks_dir())?;
+        let temp_removed = remove_foreign_temp_files(self.disk.blocks_dir())?
+            + remove_foreign_temp_files(self.disk.whole_dir())?;
         let target = self.limit.load(Ordering::Relaxed);
         let (evicted_blocks, evicted_bytes) = self.evict_to(target);
         let u = self.usage();
@@ -375,12 +399,17 @@ impl Quota {
     }
 }
 
-/// Removes `.tmp-*` files under `blocks/<shard>/` not written by this process.
+/// Removes `.tmp-*` files under `<top>/<shard>/` (blocks or whole files) not written by this
+/// process.
 fn remove_foreign_temp_files(blocks: &std::path::Path) -> Result<u64, StoreError> {
     let io_err = |path: PathBuf| move |source| StoreError::Io { path, source };
     let me = std::process::id();
     let mut removed = 0;
-    for shard in std::fs::read_dir(blocks).map_err(io_err(blocks.to_path_buf()))? {
+    let shards = match std::fs::read_dir(blocks) {
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(0),
+        other => other.map_err(io_err(blocks.to_path_buf()))?,
+    };
+    for shard in shards {
         let shard = shard.map_err(io_err(blocks.to_path_buf()))?;
         if !shard.file_type().is_ok_and(|t| t.is_dir()) {
             continue;

@@ -22,7 +22,7 @@ use std::fs::File;
 use std::os::fd::AsRawFd;
 
 use cid::Cid;
-use xxhash_rust::xxh3::{xxh3_128_with_seed, xxh3_64};
+use xxhash_rust::xxh3::{xxh3_128_with_seed, xxh3_64, Xxh3};
 
 use crate::block::Block;
 
@@ -30,7 +30,7 @@ use crate::block::Block;
 const ATTR: &CStr = c"user.distfs.seal";
 /// The seal format: XXH3-128 of the bytes, seeded with XXH3-64 of the multihash.
 const VERSION: u8 = 1;
-const LEN: usize = 17;
+pub(super) const LEN: usize = 17;
 
 /// Blocks shorter than this are not sealed: they are hashed on every read instead. Their
 /// SHA-256 (about 1 µs for 1 KiB with SHA-NI) costs less than the xattr syscall that reads a
@@ -62,7 +62,44 @@ fn compute(cid: &Cid, data: &[u8]) -> [u8; LEN] {
 /// Seals `file`, which holds `block`'s bytes. Best effort: a filesystem without user
 /// extended attributes leaves the file unsealed, and its reads hash the bytes instead.
 pub(super) fn write(file: &File, block: &Block) -> bool {
-    let seal = compute(block.cid(), block.data());
+    write_seal(file, &compute(block.cid(), block.data()))
+}
+
+/// Reads `file`'s seal and checks it against `data`, read from the same file, as `cid`.
+pub(super) fn check(file: &File, cid: &Cid, data: &[u8]) -> Seal {
+    if read_seal(file) == Some(compute(cid, data)) {
+        Seal::Matches
+    } else {
+        Seal::Unproven
+    }
+}
+
+/// The seal of a file too large to hold in memory (a whole file of the `whole` tier),
+/// computed as its bytes stream by. Equal to the seal of the same bytes in one piece.
+pub(super) struct Streaming(Xxh3);
+
+impl Streaming {
+    /// A seal of bytes stored under `cid`'s name.
+    pub(super) fn new(cid: &Cid) -> Streaming {
+        Streaming(Xxh3::with_seed(xxh3_64(&cid.hash().to_bytes())))
+    }
+
+    /// Adds the next bytes.
+    pub(super) fn update(&mut self, bytes: &[u8]) {
+        self.0.update(bytes);
+    }
+
+    /// The seal of all the bytes given.
+    pub(super) fn finish(&self) -> [u8; LEN] {
+        let mut seal = [0u8; LEN];
+        seal[0] = VERSION;
+        seal[1..].copy_from_slice(&self.0.digest128().to_le_bytes());
+        seal
+    }
+}
+
+/// Writes `seal` into `file`'s seal attribute; false if the filesystem refused.
+pub(super) fn write_seal(file: &File, seal: &[u8; LEN]) -> bool {
     // SAFETY: `ATTR` is NUL-terminated and `seal` is a live buffer of the length given.
     let rc = unsafe {
         libc::fsetxattr(
@@ -76,8 +113,8 @@ pub(super) fn write(file: &File, block: &Block) -> bool {
     rc == 0
 }
 
-/// Reads `file`'s seal and checks it against `data`, read from the same file, as `cid`.
-pub(super) fn check(file: &File, cid: &Cid, data: &[u8]) -> Seal {
+/// `file`'s seal attribute, if it has one of the right length.
+pub(super) fn read_seal(file: &File) -> Option<[u8; LEN]> {
     let mut found = [0u8; LEN];
     // SAFETY: `ATTR` is NUL-terminated and `found` is a live buffer of the length given; the
     // kernel writes at most that many bytes (ERANGE if the attribute is longer).
@@ -89,11 +126,7 @@ pub(super) fn check(file: &File, cid: &Cid, data: &[u8]) -> Seal {
             found.len(),
         )
     };
-    if n == LEN as isize && found == compute(cid, data) {
-        Seal::Matches
-    } else {
-        Seal::Unproven
-    }
+    (n == LEN as isize).then_some(found)
 }
 
 #[cfg(test)]
@@ -128,5 +161,15 @@ mod tests {
         assert_eq!(check(&f, b.cid(), a.data()), Seal::Unproven);
         let unsealed = File::create(dir.path().join("c")).unwrap();
         assert_eq!(check(&unsealed, a.cid(), a.data()), Seal::Unproven);
+    }
+
+    #[test]
+    fn a_streamed_seal_equals_the_seal_in_one_piece() {
+        let a = block(b"hello, whole world\n");
+        let mut s = Streaming::new(a.cid());
+        for piece in a.data().chunks(5) {
+            s.update(piece);
+        }
+        assert_eq!(s.finish(), compute(a.cid(), a.data()));
     }
 }
