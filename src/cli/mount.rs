@@ -72,6 +72,13 @@ pub struct MountArgs {
     /// (`background-fetch = false` in the config file).
     #[arg(long)]
     pub no_background_fetch: bool,
+    /// Do not copy fully cached files whole for FUSE passthrough (`passthrough = false` in
+    /// the config file). With it (kernel 6.9 or later, root), a file whose blocks are all
+    /// cached is copied whole into the cache dir once it is closed, within the quota, and
+    /// later opens are read by the kernel from that copy at local-disk speed; the copy is
+    /// proved once per daemon run, not on every read as blocks are.
+    #[arg(long)]
+    pub no_passthrough: bool,
     /// Run the daemon under a small supervisor process that holds the mount and starts a
     /// new daemon on it if the daemon dies (`supervise = true` in the config file).
     #[arg(long)]
@@ -130,6 +137,7 @@ impl MountArgs {
             min_ttl: self.min_ttl,
             max_ttl: self.max_ttl,
             background_fetch: self.no_background_fetch.then_some(false),
+            passthrough: self.no_passthrough.then_some(false),
             supervise: self.supervise.then_some(true),
             trace: self.trace,
             metrics_listen: self.metrics_listen,

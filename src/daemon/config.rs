@@ -111,6 +111,8 @@ pub struct RawConfig {
     pub max_ttl: Option<u64>,
     /// Fetch the rest of an opened AppImage in the background.
     pub background_fetch: Option<bool>,
+    /// Read whole cached copies of files by FUSE passthrough.
+    pub passthrough: Option<bool>,
     /// Run the daemon under a supervisor that restarts it on the same mount.
     pub supervise: Option<bool>,
     /// Read trace file.
@@ -258,6 +260,9 @@ pub struct Config {
     pub max_ttl: Duration,
     /// Fetch the rest of opened AppImages in the background.
     pub background_fetch: bool,
+    /// Copy fully cached files whole and let the kernel read those copies itself
+    /// (`fs::iomode`, `store::whole`).
+    pub passthrough: bool,
     /// Run under a supervisor (`daemon::supervise`).
     pub supervise: bool,
     /// Read trace file.
@@ -323,6 +328,7 @@ impl RawConfig {
             min_ttl: self.min_ttl.or(file.min_ttl),
             max_ttl: self.max_ttl.or(file.max_ttl),
             background_fetch: self.background_fetch.or(file.background_fetch),
+            passthrough: self.passthrough.or(file.passthrough),
             supervise: self.supervise.or(file.supervise),
             trace: self.trace.or(file.trace),
             metrics_listen: self.metrics_listen.or(file.metrics_listen),
@@ -428,6 +434,7 @@ impl RawConfig {
             min_ttl: Duration::from_secs(min_ttl),
             max_ttl: Duration::from_secs(max_ttl),
             background_fetch: self.background_fetch.unwrap_or(true),
+            passthrough: self.passthrough.unwrap_or(true),
             supervise: self.supervise.unwrap_or(false),
             trace: self.trace,
             metrics_listen: self.metrics_listen,
@@ -505,7 +512,7 @@ mod tests {
     fn file_keys_are_flag_names_and_flags_win() {
         let file = parse(
             "mountpoint = \"/mnt/dist\"\ngateway = [\"http://a\", \"http://b\"]\n\
-             cache-size = \"20G\"\nbackground-fetch = false\nmin-ttl = 5\nlocal-gateway = \"\"\n",
+             cache-size = \"20G\"\nbackground-fetch = false\npassthrough = false\nmin-ttl = 5\nlocal-gateway = \"\"\n",
         )
         .unwrap();
         let flags = RawConfig {
@@ -517,6 +524,7 @@ mod tests {
         assert_eq!(c.gateways, ["http://a", "http://b"]);
         assert_eq!(c.cache_size, Some(1024));
         assert!(!c.background_fetch);
+        assert!(!c.passthrough);
         assert_eq!(c.min_ttl, Duration::from_secs(5));
         assert_eq!(c.local_gateway, None);
         assert!(!c.default_sources);

@@ -45,6 +45,7 @@ use crate::store::cache::CacheStore;
 use crate::store::disk::DiskStore;
 use crate::store::lock::CacheLock;
 use crate::store::quota::Quota;
+use crate::store::whole::WholeFiles;
 use config::Config;
 use control::ControlSocket;
 use follow::{Follow, NameCell, NameState};
@@ -358,6 +359,12 @@ pub fn run(config: Config) -> Result<(), DaemonError> {
     let union = Arc::new(crate::dist::union::Union::new(config.projects.clone()));
     let (start_tx, start_rx) = tokio::sync::mpsc::unbounded_channel();
     union.set_starter(start_tx);
+    let whole = config
+        .passthrough
+        .then(|| WholeFiles::new(Arc::clone(store.quota()), runtime.handle().clone()));
+    if let Some(whole) = &whole {
+        view = view.with_whole_files(Arc::clone(whole));
+    }
     let view = Arc::new(view.with_union(Arc::clone(&union)));
     if !routing_clients.is_empty() && spec.is_mutable() {
         runtime.spawn(discover::follow_roots(
@@ -404,6 +411,12 @@ pub fn run(config: Config) -> Result<(), DaemonError> {
     let (refresh_tx, refresh_rx) = tokio::sync::mpsc::channel(4);
     // SAFETY: getuid/getgid have no preconditions.
     let (uid, gid) = unsafe { (libc::getuid(), libc::getgid()) };
+    let fs = DistFs::new(view.clone(), runtime.handle().clone(), uid, gid)
+        .with_passthrough(config.passthrough);
+    let io_modes = fs.io_modes();
+    if let Some(inc) = &incoming {
+        io_modes.restore(&inc.snapshot.io_modes);
+    }
     let shared = Arc::new(Shared {
         spec: spec.clone(),
         mountpoint: config.mountpoint.clone(),
@@ -418,6 +431,8 @@ pub fn run(config: Config) -> Result<(), DaemonError> {
         metrics_listen: OnceLock::new(),
         owner_uid: uid,
         handover: OnceLock::new(),
+        whole,
+        io_modes: Arc::clone(&io_modes),
     });
     if incoming.is_none() {
         if let Some(addr) = config.metrics_listen {
@@ -431,7 +446,6 @@ pub fn run(config: Config) -> Result<(), DaemonError> {
         socket.serve(Arc::clone(&shared));
     }
 
-    let fs = DistFs::new(view.clone(), runtime.handle().clone(), uid, gid);
     let (gate, init) = (fs.gate(), fs.init_record());
     let mount_cfg = MountConfig {
         mountpoint: config.mountpoint.clone(),
@@ -481,6 +495,7 @@ pub fn run(config: Config) -> Result<(), DaemonError> {
     let _ = shared.handover.set(Arc::new(restart::Handover {
         gate,
         init,
+        io_modes,
         fuse: fuse.try_clone().map_err(|source| DaemonError::Control {
             path: socket_path.clone(),
             source,

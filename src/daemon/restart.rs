@@ -44,6 +44,7 @@ use serde::{Deserialize, Serialize};
 use crate::dist::inode::InodeSnapshot;
 use crate::dist::DistView;
 use crate::fs::handover::{self, Gate, InitRecord, KernelInit};
+use crate::fs::iomode::{IoModes, ModeRecord};
 
 /// The environment variable naming the inherited hand-over socket.
 pub const HANDOVER_ENV: &str = "DISTFS_HANDOVER_FD";
@@ -113,6 +114,10 @@ pub struct Snapshot {
     pub next_fh: u64,
     /// Handles open now.
     pub open_fhs: Vec<u64>,
+    /// How the inodes with open handles are read (passthrough backing ids stay registered
+    /// with the kernel across the hand-over).
+    #[serde(default)]
+    pub io_modes: Vec<ModeRecord>,
     /// The followed name's last answer, if the root is a name.
     pub name: Option<NameSnapshot>,
 }
@@ -185,6 +190,7 @@ fn hear(reader: &mut BufReader<UnixStream>) -> Result<Option<Said>, RestartError
 pub(crate) struct Handover {
     pub(crate) gate: Arc<Gate>,
     pub(crate) init: InitRecord,
+    pub(crate) io_modes: Arc<IoModes>,
     pub(crate) fuse: OwnedFd,
     pub(crate) lock: OwnedFd,
     pub(crate) view: Arc<DistView>,
@@ -283,6 +289,7 @@ impl Handover {
             inodes: self.view.inode_snapshot(),
             next_fh,
             open_fhs,
+            io_modes: self.io_modes.snapshot(),
             name: self.name.as_ref().map(|cell| {
                 let state = cell.get();
                 NameSnapshot {

@@ -38,6 +38,10 @@ pub(crate) struct Shared {
     pub(crate) owner_uid: u32,
     /// What a hot restart hands over, once the mount is up.
     pub(crate) handover: OnceLock<Arc<super::restart::Handover>>,
+    /// Whole copies of files (none with passthrough off).
+    pub(crate) whole: Option<Arc<crate::store::whole::WholeFiles>>,
+    /// How open files are read.
+    pub(crate) io_modes: Arc<crate::fs::iomode::IoModes>,
 }
 
 fn unix_secs(t: SystemTime) -> Option<u64> {
@@ -115,6 +119,16 @@ impl Shared {
                 evicted_bytes,
                 in_flight: fetcher.in_flight() as u64,
                 max_in_flight: fetcher.window() as u64,
+                whole: {
+                    let w = self.whole.as_ref().map(|w| w.stats()).unwrap_or_default();
+                    super::status::WholeStatus {
+                        passthrough: self.io_modes.passthrough_enabled(),
+                        written: w.written,
+                        proved: w.proved,
+                        dropped: w.dropped,
+                        passthrough_opens: self.io_modes.passthrough_opens(),
+                    }
+                },
             },
             gateways,
             projects: self.view.union().reports(),

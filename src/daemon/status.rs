@@ -122,6 +122,24 @@ pub struct CacheStatus {
     /// The fetch window now: requests allowed in flight, sized by the sources' round trip
     /// (at most the configured `max-in-flight`).
     pub max_in_flight: u64,
+    /// Whole copies of files and passthrough reads of them.
+    #[serde(default)]
+    pub whole: WholeStatus,
+}
+
+/// Whole copies of cached files, which the kernel reads by FUSE passthrough.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WholeStatus {
+    /// New opens may be read by passthrough (configured, and the kernel agreed).
+    pub passthrough: bool,
+    /// Whole copies written since start.
+    pub written: u64,
+    /// Whole copies found on disk and proved since start.
+    pub proved: u64,
+    /// Whole copies found wrong and deleted since start.
+    pub dropped: u64,
+    /// Opens read by passthrough since start.
+    pub passthrough_opens: u64,
 }
 
 /// One block source.
@@ -256,6 +274,16 @@ impl Status {
             human_bytes(c.fetched_bytes),
             c.in_flight,
             c.max_in_flight
+        );
+        let w = &c.whole;
+        let _ = writeln!(
+            s,
+            "passthrough: {}; {} opens; whole copies: {} written, {} proved, {} dropped",
+            if w.passthrough { "on" } else { "off" },
+            w.passthrough_opens,
+            w.written,
+            w.proved,
+            w.dropped
         );
         for g in &self.gateways {
             let mut state = Vec::new();

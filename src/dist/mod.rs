@@ -16,6 +16,7 @@ pub mod trace;
 pub mod union;
 pub mod versions;
 pub mod view;
+mod whole;
 pub mod xattr;
 
 pub use inode::{Inode, Kind, Level, ROOT_INO};

@@ -26,6 +26,7 @@ use super::trace::Tracer;
 use super::union::Union;
 use super::xattr::XattrState;
 use crate::store::hold::{Holding, InUse};
+use crate::store::whole::WholeFiles;
 use crate::store::BlockStore;
 use crate::walk::{self, NodeCache, WalkError};
 
@@ -119,6 +120,8 @@ pub struct DistView {
     pub(super) xattrs: Arc<XattrState>,
     /// Projects under names of their own (`dist::union`).
     union: Arc<Union>,
+    /// The cache's whole files, for passthrough (`dist::whole`); none without a cache.
+    whole: Option<Arc<WholeFiles>>,
 }
 
 impl DistView {
@@ -143,6 +146,7 @@ impl DistView {
             open: OpenFiles::default(),
             xattrs: Arc::default(),
             union: Arc::default(),
+            whole: None,
         }
     }
 
@@ -184,6 +188,32 @@ impl DistView {
         }
         self.start_cold(ino);
         fh
+    }
+
+    /// This view with whole copies of files in `whole`, which kernel passthrough reads.
+    pub fn with_whole_files(mut self, whole: Arc<WholeFiles>) -> DistView {
+        self.whole = Some(whole);
+        self
+    }
+
+    /// The proved whole copy of `node`, open for reading, if it is an immutable file that
+    /// has one (`store::whole`). Never waits on the network: an `open` of a local file.
+    pub fn whole_file(&self, node: &Inode) -> Option<std::fs::File> {
+        if node.kind != Kind::File || !node.is_immutable() {
+            return None;
+        }
+        self.whole.as_ref()?.open(&node.cid, node.size)
+    }
+
+    /// The last handle that read `ino` through the daemon closed: if the cache holds all of
+    /// it, copy it whole in the background (`dist::whole`). Call on the runtime.
+    pub fn offer_whole(&self, ino: u64) {
+        let (Some(whole), Ok(node)) = (self.whole.as_ref(), self.inode(ino)) else {
+            return;
+        };
+        if node.kind == Kind::File && node.is_immutable() {
+            super::whole::offer(self.store.clone(), whole, node.cid, node.size);
+        }
     }
 
     /// This view with the inode table of a hot restart's snapshot (replacing its own).

@@ -11,9 +11,11 @@
 //! Extended attributes are the view's (`dist::xattr`): which exist for a node, and their
 //! values, computed on the runtime like reads. Every reply that hands the kernel state
 //! (entries, handles, data) passes the hand-over [`handover::Gate`], so a restart can stop
-//! answering at a known point.
+//! answering at a known point. Whether an open file is read through the daemon or by
+//! passthrough to a whole copy in the cache is `iomode`'s.
 
 pub mod handover;
+pub mod iomode;
 pub mod mount;
 pub mod probe;
 
@@ -47,6 +49,7 @@ pub struct DistFs {
     gid: u32,
     gate: Arc<handover::Gate>,
     init: handover::InitRecord,
+    modes: Arc<iomode::IoModes>,
 }
 
 impl DistFs {
@@ -60,7 +63,19 @@ impl DistFs {
             gid,
             gate: Arc::default(),
             init: Arc::default(),
+            modes: Arc::default(),
         }
+    }
+
+    /// This filesystem with FUSE passthrough to whole files (`iomode`) allowed or not.
+    pub fn with_passthrough(mut self, wanted: bool) -> DistFs {
+        self.modes = Arc::new(iomode::IoModes::new(wanted));
+        self
+    }
+
+    /// How open files are read (for status and a hot restart).
+    pub fn io_modes(&self) -> Arc<iomode::IoModes> {
+        self.modes.clone()
     }
 
     /// The gate every stateful reply passes (freeze it to hand the connection over).
@@ -120,8 +135,10 @@ fn ttl(node: &Inode) -> Duration {
 }
 
 /// What distfs asks of the kernel at FUSE_INIT (shared with the supervisor's mount, which
-/// answers the INIT before a daemon serves the connection).
-pub(crate) fn configure(config: &mut KernelConfig) {
+/// answers the INIT before a daemon serves the connection). Passthrough is asked for
+/// whenever the kernel offers it (whether a daemon uses it is its own setting); returns
+/// whether it was.
+pub(crate) fn configure(config: &mut KernelConfig) -> bool {
     let wanted = InitFlags::FUSE_PARALLEL_DIROPS
         | InitFlags::FUSE_CACHE_SYMLINKS
         | InitFlags::FUSE_DO_READDIRPLUS
@@ -132,6 +149,10 @@ pub(crate) fn configure(config: &mut KernelConfig) {
     let _ = config.set_max_background(64);
     let _ = config.set_congestion_threshold(48);
     let _ = config.set_max_readahead(1024 * 1024);
+    // Depth 1: backing files on a plain filesystem, and /dist itself may still be a layer
+    // of an overlayfs.
+    config.add_capabilities(InitFlags::FUSE_PASSTHROUGH).is_ok()
+        && config.set_max_stack_depth(1).is_ok()
 }
 
 /// The one errno table.
@@ -164,7 +185,8 @@ fn name_of(name: &OsStr) -> Option<String> {
 impl fuser::Filesystem for DistFs {
     fn init(&mut self, _req: &Request, config: &mut KernelConfig) -> std::io::Result<()> {
         let _ = self.init.set(handover::KernelInit::of(config));
-        configure(config);
+        let passthrough = configure(config);
+        self.modes.negotiated(passthrough);
         Ok(())
     }
 
@@ -220,8 +242,9 @@ impl fuser::Filesystem for DistFs {
                     } else {
                         FopenFlags::empty()
                     };
-                    let fh = self.view.opened(ino.0);
-                    reply.opened(FileHandle(fh), cache);
+                    let fh = FileHandle(self.view.opened(ino.0));
+                    self.modes
+                        .open(ino.0, fh, cache, reply, || self.view.whole_file(&node));
                 }
                 Ok(_) => reply.error(Errno::EISDIR),
                 Err(e) => reply.error(errno(&e)),
@@ -263,7 +286,7 @@ impl fuser::Filesystem for DistFs {
     fn release(
         &self,
         _req: &Request,
-        _ino: INodeNo,
+        ino: INodeNo,
         fh: FileHandle,
         _flags: OpenFlags,
         _lock_owner: Option<fuser::LockOwner>,
@@ -273,9 +296,17 @@ impl fuser::Filesystem for DistFs {
         // Inside the runtime: releasing the handle's eviction guard may start an eviction.
         // Frozen (handing over), the handle stays for the next process, which gets the
         // release again.
+        // The last handle that read through the daemon offers the file for a whole copy,
+        // which later opens read by passthrough.
         self.gate.answer(reply, |reply| {
             let view = self.view.clone();
-            self.rt.spawn(async move { view.released(fh.0) });
+            let offer = self.modes.release(ino.0);
+            self.rt.spawn(async move {
+                view.released(fh.0);
+                if offer {
+                    view.offer_whole(ino.0);
+                }
+            });
             reply.ok();
         });
     }

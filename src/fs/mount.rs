@@ -207,7 +207,7 @@ impl fuser::Filesystem for InitOnly {
         config: &mut fuser::KernelConfig,
     ) -> std::io::Result<()> {
         let _ = self.init.set(super::handover::KernelInit::of(config));
-        super::configure(config);
+        let _ = super::configure(config);
         Ok(())
     }
 }

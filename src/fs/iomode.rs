@@ -1,0 +1,229 @@
+//! How each open file is read: through the daemon (READ requests, the FUSE inode's page
+//! cache) or by FUSE passthrough, where the kernel reads a whole copy of the file in the
+//! cache (`store::whole`) itself and no READ reaches the daemon.
+//!
+//! Owns the per-inode mode the kernel enforces (kernel ≥ 6.9, `fs/fuse/iomode.c`): the
+//! handles open at once on one inode must all be of one kind, and passthrough handles must
+//! share one backing id; an open that breaks this fails with EIO. So a file opened while
+//! handles of it are open gets their kind, and the first open decides. The daemon's count
+//! of open handles drops only at RELEASE, which the kernel sends after it has dropped the
+//! handle's mode itself, so the daemon never believes an inode is free while the kernel
+//! does not.
+//!
+//! Passthrough needs the kernel's consent at FUSE_INIT and root (the backing-file ioctl
+//! checks `CAP_SYS_ADMIN`), and the cache dir must not be on a stacked filesystem such as
+//! overlayfs (ELOOP). The first refused backing file turns passthrough off for the mount,
+//! with one warning; reads go on through the daemon.
+
+use std::collections::HashMap;
+use std::fs::File;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Mutex, MutexGuard};
+
+use fuser::{BackingId, FileHandle, FopenFlags, ReplyOpen};
+use serde::{Deserialize, Serialize};
+
+/// The open flags of a passthrough handle (fuser adds `FOPEN_PASSTHROUGH`). The kernel
+/// refuses any flag outside `FOPEN_PASSTHROUGH_MASK` with EINVAL (so the open fails with EIO),
+/// `FOPEN_KEEP_CACHE` among them: the page cache is the backing file's. No FLUSH is needed
+/// on close: nothing is ever written.
+const PASSTHROUGH_FLAGS: FopenFlags = FopenFlags::FOPEN_NOFLUSH;
+
+/// The mode of one inode with open handles.
+#[derive(Debug)]
+enum Mode {
+    /// Read through the daemon.
+    Cached { open: u32 },
+    /// Read by passthrough to a backing file; `raw` is `id`'s number, kept for a hot restart.
+    Backed { id: BackingId, raw: u32, open: u32 },
+    /// Passthrough handles opened by the process that handed the mount over: their backing
+    /// id is still registered with the kernel, and is taken over at this inode's next open.
+    Adopted { raw: u32, open: u32 },
+}
+
+impl Mode {
+    fn open_count(&mut self) -> &mut u32 {
+        match self {
+            Mode::Cached { open } | Mode::Backed { open, .. } | Mode::Adopted { open, .. } => open,
+        }
+    }
+}
+
+/// One inode's mode in a hot-restart snapshot.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ModeRecord {
+    /// The inode.
+    pub ino: u64,
+    /// Its backing id, if its handles are passthrough ones.
+    pub backing: Option<u32>,
+    /// Handles open.
+    pub open: u32,
+}
+
+/// The modes of the open inodes of one connection. The mutex guards only map operations
+/// and the replies sent under it (an `open` of a local file and one ioctl at most), so that
+/// the mode and the kernel's view of it change together.
+#[derive(Debug, Default)]
+pub struct IoModes {
+    /// The configuration allows passthrough.
+    wanted: bool,
+    /// The connection negotiated it and no backing file was refused.
+    enabled: AtomicBool,
+    inodes: Mutex<HashMap<u64, Mode>>,
+    passthrough_opens: AtomicU64,
+}
+
+impl IoModes {
+    /// The modes of a new connection; passthrough is used only if `wanted`, and only once
+    /// [`IoModes::negotiated`] says the kernel agreed.
+    pub fn new(wanted: bool) -> IoModes {
+        IoModes {
+            wanted,
+            ..IoModes::default()
+        }
+    }
+
+    fn lock(&self) -> MutexGuard<'_, HashMap<u64, Mode>> {
+        self.inodes.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// What the connection's FUSE_INIT settled: whether the kernel grants passthrough.
+    pub fn negotiated(&self, granted: bool) {
+        self.enabled
+            .store(self.wanted && granted, Ordering::Relaxed);
+        if self.wanted && !granted {
+            tracing::info!(
+                "the kernel offers no FUSE passthrough: every read goes through the daemon"
+            );
+        }
+    }
+
+    /// Whether new opens may use passthrough.
+    pub fn passthrough_enabled(&self) -> bool {
+        self.enabled.load(Ordering::Relaxed)
+    }
+
+    /// Opens answered by passthrough since start.
+    pub fn passthrough_opens(&self) -> u64 {
+        self.passthrough_opens.load(Ordering::Relaxed)
+    }
+
+    /// Answers the open of `ino` as handle `fh`: in the mode of its handles open now, or,
+    /// for its first handle, by passthrough to what `backing` opens when it opens something,
+    /// else through the daemon (with `flags`).
+    pub(crate) fn open(
+        &self,
+        ino: u64,
+        fh: FileHandle,
+        flags: FopenFlags,
+        reply: ReplyOpen,
+        backing: impl FnOnce() -> Option<File>,
+    ) {
+        let mut inodes = self.lock();
+        match inodes.get_mut(&ino) {
+            Some(Mode::Cached { open }) => {
+                *open += 1;
+                reply.opened(fh, flags);
+            }
+            Some(Mode::Backed { id, open, .. }) => {
+                *open += 1;
+                self.passthrough_opens.fetch_add(1, Ordering::Relaxed);
+                reply.opened_passthrough(fh, PASSTHROUGH_FLAGS, id);
+            }
+            Some(Mode::Adopted { raw, open }) => {
+                let (raw, open) = (*raw, *open + 1);
+                // SAFETY: `raw` was registered on this connection by the process that handed
+                // it over, which never closed it (it exits without running destructors), and
+                // it is wrapped once: the entry becomes `Backed` and owns it from now on.
+                let id = unsafe { reply.wrap_backing(raw) };
+                self.passthrough_opens.fetch_add(1, Ordering::Relaxed);
+                reply.opened_passthrough(fh, PASSTHROUGH_FLAGS, &id);
+                inodes.insert(ino, Mode::Backed { id, raw, open });
+            }
+            None => {
+                if self.passthrough_enabled() {
+                    if let Some(file) = backing() {
+                        match reply.open_backing(&file) {
+                            Ok(id) => {
+                                // Keep the number (for a hot restart) and the owner that
+                                // closes it when the last handle goes.
+                                let raw = id.into_raw();
+                                // SAFETY: `raw` was just registered on this connection and
+                                // ownership of it was given up by `into_raw` above.
+                                let id = unsafe { reply.wrap_backing(raw) };
+                                self.passthrough_opens.fetch_add(1, Ordering::Relaxed);
+                                reply.opened_passthrough(fh, PASSTHROUGH_FLAGS, &id);
+                                inodes.insert(ino, Mode::Backed { id, raw, open: 1 });
+                                return;
+                            }
+                            Err(e) => self.refused(&e),
+                        }
+                    }
+                }
+                inodes.insert(ino, Mode::Cached { open: 1 });
+                reply.opened(fh, flags);
+            }
+        }
+    }
+
+    fn refused(&self, e: &std::io::Error) {
+        if self.enabled.swap(false, Ordering::Relaxed) {
+            let hint = match e.raw_os_error() {
+                Some(libc::EPERM) => " (it needs root: CAP_SYS_ADMIN)",
+                Some(libc::ELOOP) => " (the cache dir is on a stacked filesystem, e.g. overlayfs)",
+                _ => "",
+            };
+            tracing::warn!(
+                "the kernel refused a passthrough backing file: {e}{hint}; every read goes \
+                 through the daemon from now on"
+            );
+        }
+    }
+
+    /// A handle of `ino` was released. True when it was the last handle of the inode and
+    /// read through the daemon: the moment to offer the file for a whole copy.
+    pub(crate) fn release(&self, ino: u64) -> bool {
+        let mut inodes = self.lock();
+        let Some(mode) = inodes.get_mut(&ino) else {
+            return false;
+        };
+        let open = mode.open_count();
+        *open = open.saturating_sub(1);
+        if *open > 0 {
+            return false;
+        }
+        // Dropping a `Backed` closes its backing id; an `Adopted` one that was never taken
+        // over stays registered until the connection ends.
+        matches!(inodes.remove(&ino), Some(Mode::Cached { .. }))
+    }
+
+    /// The modes of the inodes open now, for a hot restart.
+    pub fn snapshot(&self) -> Vec<ModeRecord> {
+        self.lock()
+            .iter_mut()
+            .map(|(&ino, mode)| {
+                let backing = match mode {
+                    Mode::Cached { .. } => None,
+                    Mode::Backed { raw, .. } | Mode::Adopted { raw, .. } => Some(*raw),
+                };
+                ModeRecord {
+                    ino,
+                    backing,
+                    open: *mode.open_count(),
+                }
+            })
+            .collect()
+    }
+
+    /// Takes over the modes of a hot restart's snapshot.
+    pub fn restore(&self, records: &[ModeRecord]) {
+        let mut inodes = self.lock();
+        for r in records {
+            let mode = match r.backing {
+                None => Mode::Cached { open: r.open },
+                Some(raw) => Mode::Adopted { raw, open: r.open },
+            };
+            inodes.insert(r.ino, mode);
+        }
+    }
+}
