@@ -361,7 +361,7 @@ pub fn run(config: Config) -> Result<(), DaemonError> {
     union.set_starter(start_tx);
     let whole = config
         .passthrough
-        .then(|| WholeFiles::new(Arc::clone(store.quota()), runtime.handle().clone()));
+        .then(|| WholeFiles::new(Arc::clone(store.quota())));
     if let Some(whole) = &whole {
         view = view.with_whole_files(Arc::clone(whole));
     }

@@ -127,6 +127,7 @@ impl Shared {
                         proved: w.proved,
                         dropped: w.dropped,
                         passthrough_opens: self.io_modes.passthrough_opens(),
+                        busy: self.whole.as_ref().is_some_and(|w| w.is_busy()),
                     }
                 },
             },

@@ -140,6 +140,9 @@ pub struct WholeStatus {
     pub dropped: u64,
     /// Opens read by passthrough since start.
     pub passthrough_opens: u64,
+    /// A whole copy is being written or proved now.
+    #[serde(default)]
+    pub busy: bool,
 }
 
 /// One block source.

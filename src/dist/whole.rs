@@ -2,7 +2,8 @@
 //! passthrough reads), and what it is copied from.
 //!
 //! A file is offered when the last handle that read it through the daemon closes (see
-//! `fs::iomode`). It is copied only if the cache holds every block of it: a copy never
+//! `fs::iomode`): a whole copy already on disk is proved then, the first time in a daemon's
+//! life. It is copied only if the cache holds every block of it: a copy never
 //! fetches, so a file read in part (an AppImage that touched a tenth of itself) costs one
 //! walk over its internal nodes, which are held, and stays as it is. The bytes are read
 //! from the held blocks with the same range reads FUSE reads use, so each block is proved
@@ -15,7 +16,7 @@ use bytes::Bytes;
 use cid::Cid;
 
 use crate::block::{codec, mh, Block};
-use crate::store::whole::WholeFiles;
+use crate::store::whole::{Job, WholeFiles};
 use crate::store::{BlockStore, StoreError};
 use crate::unixfs::Node;
 use crate::walk::{self, WalkError};
@@ -67,11 +68,18 @@ async fn all_held(store: &dyn BlockStore, root: &Cid, size: u64) -> Result<bool,
     Ok(true)
 }
 
-/// Offers the file `cid` (`size` bytes) for a whole copy: if `whole` wants one and `store`
-/// holds all of it, a task writes it. Returns at once; call on the runtime.
+/// Offers the file `cid` (`size` bytes) to `whole`: a task proves its whole copy on disk if
+/// this process has not, or writes one if `whole` wants one and `store` holds all of the
+/// file. Returns at once; call on the runtime.
 pub(super) fn offer(store: Arc<dyn BlockStore>, whole: &Arc<WholeFiles>, cid: Cid, size: u64) {
-    let Some(ticket) = whole.begin(&cid, size) else {
-        return;
+    let ticket = match whole.begin(&cid, size) {
+        None => return,
+        Some(Job::Write(ticket)) => ticket,
+        Some(Job::Prove(proof)) => {
+            let span = tracing::debug_span!("whole_proof", cid = %cid, size);
+            tokio::task::spawn_blocking(move || span.in_scope(|| proof.run()));
+            return;
+        }
     };
     let span = tracing::debug_span!("whole_copy", cid = %cid, size);
     let task = async move {

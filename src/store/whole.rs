@@ -10,9 +10,8 @@
 //!
 //! Passthrough reads bypass the daemon, so a whole file is handed out ([`WholeFiles::open`])
 //! only after it was proved by this process: written by it, or read in full with its seal
-//! matching. That proof runs in the background the first time a session opens the file,
-//! and that open reads through the daemon as before. A whole file that fails its proof is
-//! deleted. What a proof cannot catch is a disk that changes the bytes later, while the
+//! matching. That proof runs when the first handle of a session, which reads through the
+//! daemon as before, closes. A whole file that fails its proof is deleted. What a proof cannot catch is a disk that changes the bytes later, while the
 //! daemon runs: block reads check their seal every time, passthrough reads do not (see
 //! `--no-passthrough`).
 //!
@@ -43,6 +42,10 @@ use crate::block::multihash_key;
 pub const MIN_SIZE: u64 = 1024 * 1024;
 /// Bytes read, hashed and written per step.
 const CHUNK: u64 = 1024 * 1024;
+/// Makes every write or proof wait this many milliseconds before it starts. For tests: a
+/// job that finishes while a reader holds the file open is a race in real use, and this
+/// makes it one a test can land in.
+pub const JOB_DELAY_ENV: &str = "DISTFS_WHOLE_JOB_DELAY_MS";
 
 /// Why writing or proving a whole file failed.
 #[derive(Debug, thiserror::Error)]
@@ -87,12 +90,13 @@ pub struct WholeStats {
 #[derive(Debug)]
 pub struct WholeFiles {
     quota: Arc<Quota>,
-    rt: tokio::runtime::Handle,
     /// Keys of the whole files proved by this process. The mutex guards only set
     /// operations (no I/O while held).
     proved: Mutex<HashSet<Key>>,
     /// A write or proof is running.
     busy: AtomicBool,
+    /// [`JOB_DELAY_ENV`].
+    job_delay: Option<std::time::Duration>,
     tmp_counter: AtomicU64,
     written: AtomicU64,
     proved_count: AtomicU64,
@@ -108,13 +112,16 @@ fn key_of(cid: &Cid) -> Key {
 }
 
 impl WholeFiles {
-    /// The whole files of the cache `quota` keeps; background work runs on `rt`.
-    pub fn new(quota: Arc<Quota>, rt: tokio::runtime::Handle) -> Arc<WholeFiles> {
+    /// The whole files of the cache `quota` keeps.
+    pub fn new(quota: Arc<Quota>) -> Arc<WholeFiles> {
         Arc::new(WholeFiles {
             quota,
-            rt,
             proved: Mutex::default(),
             busy: AtomicBool::new(false),
+            job_delay: std::env::var(JOB_DELAY_ENV)
+                .ok()
+                .and_then(|ms| ms.parse().ok())
+                .map(|ms: u64| std::time::Duration::from_millis(ms.min(60_000))),
             tmp_counter: AtomicU64::new(0),
             written: AtomicU64::new(0),
             proved_count: AtomicU64::new(0),
@@ -139,18 +146,14 @@ impl WholeFiles {
     }
 
     /// The whole file of `cid` (a file of `size` bytes), open for reading, if this process
-    /// has proved it. A whole file on disk but not proved yet starts its proof in the
-    /// background and answers `None` this time. Blocking, but only an `open` and an
-    /// `fstat` of a local file.
-    pub fn open(self: &Arc<Self>, cid: &Cid, size: u64) -> Option<File> {
+    /// has written or proved it. Blocking, but only an `open` and an `fstat` of a local
+    /// file.
+    pub fn open(&self, cid: &Cid, size: u64) -> Option<File> {
         if size < MIN_SIZE {
             return None;
         }
         let key = key_of(cid);
         if !self.proved().contains(&key) {
-            if self.quota.index().contains(&key) {
-                self.prove_later(*cid, size);
-            }
             return None;
         }
         let path = self.quota.disk().whole_path_of(cid);
@@ -168,34 +171,42 @@ impl WholeFiles {
         }
     }
 
-    /// A ticket to write the whole file of `cid` (`size` bytes), if one is wanted: the file
-    /// is large enough, has no whole file yet, fits in the cache without evicting, and no
-    /// other write or proof is running. The ticket holds that turn until it is dropped.
-    pub fn begin(self: &Arc<Self>, cid: &Cid, size: u64) -> Option<Ticket> {
-        if size < MIN_SIZE
-            || self.quota.index().contains(&key_of(cid))
-            || !self.quota.has_room_for(size)
-            || self.busy.swap(true, Ordering::AcqRel)
-        {
+    /// The work the file `cid` (`size` bytes) needs, if any, with the turn to do it: a
+    /// proof of its whole file on disk if this process has not proved it, or else a new
+    /// whole file if the file is large enough and fits in the cache without evicting.
+    /// `None` when nothing is needed or another job holds the turn (the next close asks
+    /// again). Called when the last handle that read the file through the daemon closes,
+    /// so that no job competes with a reader.
+    pub fn begin(self: &Arc<Self>, cid: &Cid, size: u64) -> Option<Job> {
+        if size < MIN_SIZE {
             return None;
         }
-        Some(Ticket {
-            whole: Arc::clone(self),
-            cid: *cid,
-            size,
-        })
-    }
-
-    fn prove_later(self: &Arc<Self>, cid: Cid, size: u64) {
+        let key = key_of(cid);
+        let on_disk = self.quota.index().contains(&key);
+        if on_disk && self.proved().contains(&key) {
+            return None;
+        }
+        if !on_disk && !self.quota.has_room_for(size) {
+            return None;
+        }
         if self.busy.swap(true, Ordering::AcqRel) {
-            return; // asked again at a later open
+            return None;
         }
         let ticket = Ticket {
             whole: Arc::clone(self),
-            cid,
+            cid: *cid,
             size,
         };
-        self.rt.spawn_blocking(move || ticket.prove());
+        Some(if on_disk {
+            Job::Prove(Proof(ticket))
+        } else {
+            Job::Write(ticket)
+        })
+    }
+
+    /// Whether a write or proof is running now.
+    pub fn is_busy(&self) -> bool {
+        self.busy.load(Ordering::Acquire)
     }
 
     fn temp_path(&self, dir: &Path) -> PathBuf {
@@ -214,6 +225,28 @@ impl WholeFiles {
     }
 }
 
+/// What [`WholeFiles::begin`] found to do.
+#[derive(Debug)]
+pub enum Job {
+    /// Write the whole file ([`Ticket::write`]).
+    Write(Ticket),
+    /// Prove the whole file on disk ([`Proof::run`]).
+    Prove(Proof),
+}
+
+/// The turn to prove one whole file on disk.
+#[derive(Debug)]
+pub struct Proof(Ticket);
+
+impl Proof {
+    /// Reads the whole file in full and checks its length and seal: proved for this
+    /// process if they match, deleted if not. Blocking: run it on a blocking thread.
+    pub fn run(self) {
+        self.0.delay();
+        self.0.prove();
+    }
+}
+
 /// The turn to write (or prove) one whole file; see [`WholeFiles::begin`].
 #[derive(Debug)]
 pub struct Ticket {
@@ -229,6 +262,12 @@ impl Drop for Ticket {
 }
 
 impl Ticket {
+    fn delay(&self) {
+        if let Some(d) = self.whole.job_delay {
+            std::thread::sleep(d);
+        }
+    }
+
     /// Writes the whole file from `read(offset, len)`, which must answer exactly those
     /// verified bytes of the file (a read of the cached blocks). Blocking: run it on a
     /// blocking thread. On success the file is proved for this process and counted by the
@@ -237,6 +276,7 @@ impl Ticket {
         self,
         mut read: impl FnMut(u64, u64) -> Result<Bytes, E>,
     ) -> Result<(), WholeError> {
+        self.delay();
         let whole = &self.whole;
         let (cid, size) = (self.cid, self.size);
         let path = whole.quota.disk().whole_path_of(&cid);
@@ -290,8 +330,6 @@ impl Ticket {
         Ok(())
     }
 
-    /// Reads the whole file on disk in full and checks its length and seal: proved for
-    /// this process if they match, deleted if not. Blocking.
     fn prove(self) {
         let whole = &self.whole;
         let (cid, size) = (self.cid, self.size);
@@ -345,8 +383,7 @@ mod tests {
 
     fn setup(dir: &Path, limit: Option<u64>) -> Arc<WholeFiles> {
         let disk = DiskStore::open_unsynced(dir).unwrap();
-        let quota = Arc::new(Quota::open(disk, limit).unwrap());
-        WholeFiles::new(quota, tokio::runtime::Handle::current())
+        WholeFiles::new(Arc::new(Quota::open(disk, limit).unwrap()))
     }
 
     fn content() -> (Cid, Vec<u8>) {
@@ -364,18 +401,22 @@ mod tests {
         }
     }
 
-    async fn wait_until(what: &str, mut f: impl FnMut() -> bool) {
-        for _ in 0..500 {
-            if f() {
-                return;
-            }
-            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    fn write_job(whole: &Arc<WholeFiles>) -> Ticket {
+        match whole.begin(&content().0, SIZE as u64) {
+            Some(Job::Write(t)) => t,
+            other => panic!("expected a write, got {other:?}"),
         }
-        panic!("timed out waiting until {what}");
     }
 
-    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn a_written_file_is_handed_out_and_proved_again_after_a_restart() {
+    fn prove(whole: &Arc<WholeFiles>, size: u64) {
+        match whole.begin(&content().0, size) {
+            Some(Job::Prove(p)) => p.run(),
+            other => panic!("expected a proof, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn a_written_file_is_handed_out_and_proved_again_by_a_new_process() {
         let dir = tempfile::tempdir().unwrap();
         let (cid, data) = content();
         let whole = setup(dir.path(), None);
@@ -383,10 +424,16 @@ mod tests {
             whole.open(&cid, SIZE as u64).is_none(),
             "nothing written yet"
         );
-        let ticket = whole.begin(&cid, SIZE as u64).expect("wanted");
-        assert!(whole.begin(&cid, SIZE as u64).is_none(), "one at a time");
+        let ticket = write_job(&whole);
+        assert!(
+            whole.begin(&cid, SIZE as u64).is_none(),
+            "one job at a time"
+        );
         ticket.write(reader(&data)).unwrap();
-        assert!(whole.begin(&cid, SIZE as u64).is_none(), "already there");
+        assert!(
+            whole.begin(&cid, SIZE as u64).is_none(),
+            "written and proved"
+        );
         let mut f = whole.open(&cid, SIZE as u64).expect("proved by its writer");
         let mut back = Vec::new();
         f.read_to_end(&mut back).unwrap();
@@ -397,11 +444,12 @@ mod tests {
             "counted by the quota"
         );
 
-        // A new process finds it, counts it, and proves it before handing it out.
+        // A new process finds it and counts it, but hands it out only once proved.
         let again = setup(dir.path(), None);
         assert_eq!(again.quota.usage().bytes, SIZE as u64);
         assert!(again.open(&cid, SIZE as u64).is_none(), "not proved yet");
-        wait_until("proved", || again.stats().proved == 1).await;
+        prove(&again, SIZE as u64);
+        assert_eq!(again.stats().proved, 1);
         assert!(again.open(&cid, SIZE as u64).is_some());
         assert_eq!(again.stats().opened, 1);
 
@@ -411,16 +459,12 @@ mod tests {
         assert!(again.open(&cid, SIZE as u64).is_none());
     }
 
-    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn a_changed_or_short_whole_file_is_deleted_not_handed_out() {
+    #[test]
+    fn a_changed_or_short_whole_file_is_deleted_not_handed_out() {
         let dir = tempfile::tempdir().unwrap();
         let (cid, data) = content();
         let whole = setup(dir.path(), None);
-        whole
-            .begin(&cid, SIZE as u64)
-            .unwrap()
-            .write(reader(&data))
-            .unwrap();
+        write_job(&whole).write(reader(&data)).unwrap();
         let path = whole.quota.disk().whole_path_of(&cid);
         // One flipped bit, in place (the seal attribute stays).
         let mut bytes = std::fs::read(&path).unwrap();
@@ -432,34 +476,29 @@ mod tests {
             .write_all(&bytes)
             .unwrap();
         let again = setup(dir.path(), None);
-        assert!(again.open(&cid, SIZE as u64).is_none());
-        wait_until("dropped", || again.stats().dropped == 1).await;
+        prove(&again, SIZE as u64);
+        assert_eq!(again.stats().dropped, 1);
         assert!(!path.exists(), "the wrong whole file is deleted");
         assert_eq!(again.quota.usage().bytes, 0, "and forgotten by the quota");
         assert!(again.open(&cid, SIZE as u64).is_none());
 
         // A whole file written afresh, then asked for under another length.
         let third = setup(dir.path(), None);
-        third
-            .begin(&cid, SIZE as u64)
-            .unwrap()
-            .write(reader(&data))
-            .unwrap();
+        write_job(&third).write(reader(&data)).unwrap();
         let fourth = setup(dir.path(), None);
-        assert!(fourth.open(&cid, SIZE as u64 + 1).is_none());
-        wait_until("dropped", || fourth.stats().dropped == 1).await;
+        prove(&fourth, SIZE as u64 + 1);
+        assert_eq!(fourth.stats().dropped, 1);
         assert!(!path.exists());
+        assert!(fourth.open(&cid, SIZE as u64).is_none());
     }
 
-    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn a_failed_write_leaves_nothing_and_a_full_cache_gets_no_copy() {
+    #[test]
+    fn a_failed_write_leaves_nothing_and_a_full_cache_gets_no_copy() {
         let dir = tempfile::tempdir().unwrap();
         let (cid, data) = content();
         let whole = setup(dir.path(), None);
         let mut calls = 0;
-        let err = whole
-            .begin(&cid, SIZE as u64)
-            .unwrap()
+        let err = write_job(&whole)
             .write(|off, len| {
                 calls += 1;
                 if calls == 2 {
@@ -470,12 +509,13 @@ mod tests {
             })
             .unwrap_err();
         assert!(err.to_string().contains("block missing"), "{err}");
-        let left: Vec<_> = walkdir(whole.quota.disk().whole_dir());
+        let left = walkdir(whole.quota.disk().whole_dir());
         assert!(left.is_empty(), "left behind: {left:?}");
         assert_eq!(whole.quota.usage().bytes, 0);
         assert!(whole.open(&cid, SIZE as u64).is_none());
         // The turn is free again after a failure.
-        assert!(whole.begin(&cid, SIZE as u64).is_some());
+        assert!(!whole.is_busy());
+        write_job(&whole);
 
         // A cache whose limit leaves no room under low water gets no copy.
         let small = tempfile::tempdir().unwrap();
