@@ -38,10 +38,13 @@ start_serve() {
     gw="http://$addr"
 }
 
-# start_mount CACHE_DIR: $mount_bin mounts /ipfs/$root_cid from $gw on $mnt; sets $mount_pid.
+# start_mount CACHE_DIR: $mount_bin mounts /ipfs/$root_cid from $gw on $mnt, with the extra
+# arguments in $mount_extra (split on spaces); sets $mount_pid.
+mount_extra=
 start_mount() {
+    # shellcheck disable=SC2086 # $mount_extra is a list of arguments
     "$mount_bin" mount "$mnt" --root "/ipfs/$root_cid" --gateway "$gw" --cache-dir "$1" \
-        2>>"$work/mount.err" &
+        $mount_extra 2>>"$work/mount.err" &
     mount_pid=$!
     for _ in $(seq 300); do
         mountpoint -q "$mnt" && break
@@ -49,6 +52,23 @@ start_mount() {
         sleep 0.05
     done
     mountpoint -q "$mnt" || { echo "$bench_name: not mounted after 15 s" >&2; exit 1; }
+}
+
+# settle CACHE_DIR: waits (at most 10 minutes) until the daemon on CACHE_DIR runs no
+# whole-file job (a copy or proof for passthrough, started when a reader closes a file), so
+# that one case's background work does not land in the next case's time. A daemon without
+# such jobs (an older binary) is settled at once.
+settle() {
+    [ -n "$mount_pid" ] || return 0
+    sleep 0.5 # the close's RELEASE reaches the daemon after `cat` has exited
+    local _
+    for _ in $(seq 6000); do
+        "$mount_bin" status --json --cache-dir "$1" 2>/dev/null | python3 -c '
+import json, sys
+sys.exit(0 if json.load(sys.stdin)["cache"].get("whole", {}).get("busy") else 1)' || return 0
+        sleep 0.1
+    done
+    echo "$bench_name: the daemon still copies or proves a whole file after 10 minutes" >&2
 }
 
 stop_mount() {

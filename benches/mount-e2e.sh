@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # End-to-end read path of `distfs mount`: `cat` of a big file through FUSE, cold (empty block
 # cache, every block fetched from `distfs serve` on loopback), warm (blocks in the cache dir,
-# fresh mount, cache dir evicted from the page cache) and hot (page cache warm), against
+# fresh mount, cache dir evicted from the page cache), warm with a proved whole copy (the
+# same daemon after it copied or proved the file for passthrough, cache dir evicted) and hot
+# (page cache warm), against
 #   - cold:  curl of the same DAG as one CAR from the same serve (network + serve cost only);
 #   - warm:  cat of the same bytes from a local file evicted from the page cache;
 #   - hot:   cat of the same local file with the page cache warm;
@@ -11,6 +13,11 @@
 # DISTFS_BENCH_BEFORE=PATH runs every distfs case a second time with the distfs binary at PATH
 # (e.g. a release build of an earlier commit), in the same run, for before/after figures; that
 # binary's mounts get read_ahead_kb=1024 from this script, so both read with 1 MiB READs.
+# DISTFS_BENCH_BEFORE_ARGS adds mount arguments to those second runs (e.g. the same binary
+# with --no-passthrough, for the figures of one feature).
+# Between cases the script waits until the daemon runs no whole-file job (benches/lib.sh
+# `settle`): copies and proofs start when a reader closes the file and are not part of any
+# case's time.
 #
 # Page cache eviction is per file: posix_fadvise(POSIX_FADV_DONTNEED) after sync (python3),
 # checked with fincore when present; the machine-wide drop_caches is not used.
@@ -52,6 +59,8 @@ evict() {
     python3 - "$@" <<'EOF'
 import os, sys
 def drop(p):
+    if not os.path.isfile(p):  # the daemon's control socket, when it runs
+        return
     fd = os.open(p, os.O_RDONLY)
     try:
         os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
@@ -174,9 +183,14 @@ for _ in $(seq "$runs"); do measure cat_hot nothing cat_local; done
 
 # distfs cases for one binary: case names get PREFIX; RA (optional) is set on each mount.
 ra=
-cold_setup() { stop_mount; fresh_cache; mount_at "$cache" $ra; }
-warm_setup() { stop_mount; evict "$cache"; mount_at "$cache" $ra; }
-warm_hotdir_setup() { stop_mount; cat_dir "$cache"; mount_at "$cache" $ra; }
+settled_stop() { [ -z "${cache:-}" ] || settle "$cache"; stop_mount; }
+cold_setup() { settled_stop; fresh_cache; mount_at "$cache" $ra; }
+warm_setup() { settled_stop; evict "$cache"; mount_at "$cache" $ra; }
+warm_hotdir_setup() { settled_stop; cat_dir "$cache"; mount_at "$cache" $ra; }
+# The same daemon, its background work done, the cache dir (blocks and whole copies)
+# evicted: what a long-running daemon sees for a file it has read before.
+warm_proved_setup() { settle "$cache"; evict "$cache"; }
+hot_setup() { settle "$cache"; }
 distfs_cases() { # prefix
     local p=$1 verified=
     phase=one
@@ -193,17 +207,18 @@ distfs_cases() { # prefix
     done
     for _ in $(seq "$runs"); do measure "${p}warm" warm_setup cat_big; done
     for _ in $(seq "$runs"); do measure "${p}warm_hotdir" warm_hotdir_setup cat_big; done
+    for _ in $(seq "$runs"); do measure "${p}warm_proved" warm_proved_setup cat_big; done
     cat_big
-    for _ in $(seq "$runs"); do measure "${p}hot" nothing cat_big; done
+    for _ in $(seq "$runs"); do measure "${p}hot" hot_setup cat_big; done
     log "${p}parallel readers"
     for _ in $(seq "$runs"); do measure "${p}single" cold_setup single_read; done
     phase=par
     for _ in $(seq "$runs"); do measure "${p}par16" cold_setup par_read; done
-    stop_mount
+    settled_stop
 }
 distfs_cases ""
 if [ -n "$before" ]; then
-    mount_bin=$before mount_bin_tag=before ra=$ra_high
+    mount_bin=$before mount_bin_tag=before ra=$ra_high mount_extra=${DISTFS_BENCH_BEFORE_ARGS:-}
     distfs_cases "b_"
 fi
 
@@ -228,6 +243,7 @@ distfs_report() { # prefix label
     report "${l}distfs cold" "${p}cold" "$size_mib" curl_car
     report "${l}distfs warm (cache dir evicted)" "${p}warm" "$size_mib" cat_cold
     report "${l}distfs warm (cache dir in page cache)" "${p}warm_hotdir" "$size_mib" cat_cold
+    report "${l}distfs warm (same daemon, evicted)" "${p}warm_proved" "$size_mib" cat_cold
     report "${l}distfs hot" "${p}hot" "$size_mib" cat_hot
     report "${l}1 reader, ${par_mib} MiB, cold" "${p}single" "$par_mib"
     report "${l}$par readers, ${par_mib} MiB each, cold" "${p}par16" $((par * par_mib)) "${p}single" "$par"

@@ -330,6 +330,7 @@ const CONFIG_KEYS: &[&str] = &[
     "min-ttl",
     "max-ttl",
     "background-fetch",
+    "passthrough",
     "trace",
     "metrics-listen",
     "local-gateway",

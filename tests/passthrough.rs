@@ -182,6 +182,21 @@ fn a_fully_read_file_is_then_read_by_the_kernel_without_the_daemon() {
     assert_eq!(fx.whole("passthrough_opens"), 2);
     assert_eq!(fx.whole("written"), 1);
     assert!(fx.whole_files().len() == 1, "the small file got no copy");
+
+    // Sysadmins see it in the metrics too.
+    let out = Command::new(distfs_bin())
+        .args(["status", "--prometheus", "--cache-dir"])
+        .arg(fx.cache())
+        .output()
+        .expect("run distfs status --prometheus");
+    let text = String::from_utf8_lossy(&out.stdout);
+    for line in [
+        "distfs_passthrough_enabled 1",
+        "distfs_passthrough_opens_total 2",
+        "distfs_whole_written_total 1",
+    ] {
+        assert!(text.lines().any(|l| l == line), "no {line:?} in:\n{text}");
+    }
 }
 
 #[test]

@@ -8,7 +8,10 @@
 //! Metrics: `distfs_cache_bytes`, `distfs_cache_blocks`, `distfs_cache_limit_bytes`,
 //! `distfs_cache_pinned_bytes`, `distfs_cache_hits_total`, `distfs_cache_misses_total`,
 //! `distfs_fetches_total`, `distfs_fetched_bytes_total`, `distfs_evicted_blocks_total`,
-//! `distfs_evicted_bytes_total`, `distfs_fetches_in_flight`, `distfs_fetch_window`, per gateway (label `gateway`)
+//! `distfs_evicted_bytes_total`, `distfs_fetches_in_flight`, `distfs_fetch_window`,
+//! `distfs_passthrough_enabled`, `distfs_passthrough_opens_total`,
+//! `distfs_whole_written_total`, `distfs_whole_proved_total`, `distfs_whole_dropped_total`,
+//! per gateway (label `gateway`)
 //! `distfs_gateway_requests_total`, `distfs_gateway_errors_total`,
 //! `distfs_gateway_latency_ewma_ms`, `distfs_gateway_dropped`, per name (label `name`)
 //! `distfs_root_sequence`, `distfs_refresh_failures_total`.
@@ -123,6 +126,36 @@ pub fn encode(status: &Status) -> Result<String, String> {
         "distfs_fetch_window",
         "Block requests allowed in flight, sized by the round trip",
         c.max_in_flight,
+    );
+    gauge(
+        &mut reg,
+        "distfs_passthrough_enabled",
+        "1 when new opens may be read by FUSE passthrough",
+        u64::from(c.whole.passthrough),
+    );
+    counter(
+        &mut reg,
+        "distfs_passthrough_opens",
+        "Opens read by FUSE passthrough from a whole copy",
+        c.whole.passthrough_opens,
+    );
+    counter(
+        &mut reg,
+        "distfs_whole_written",
+        "Whole copies of files written",
+        c.whole.written,
+    );
+    counter(
+        &mut reg,
+        "distfs_whole_proved",
+        "Whole copies found on disk and proved against their seal",
+        c.whole.proved,
+    );
+    counter(
+        &mut reg,
+        "distfs_whole_dropped",
+        "Whole copies found wrong and deleted",
+        c.whole.dropped,
     );
 
     let requests = Family::<Labels, Counter>::default();

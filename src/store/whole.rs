@@ -95,6 +95,8 @@ pub struct WholeFiles {
     proved: Mutex<HashSet<Key>>,
     /// A write or proof is running.
     busy: AtomicBool,
+    /// The cache's filesystem cannot seal whole files: none are written.
+    unsealable: AtomicBool,
     /// [`JOB_DELAY_ENV`].
     job_delay: Option<std::time::Duration>,
     tmp_counter: AtomicU64,
@@ -102,6 +104,24 @@ pub struct WholeFiles {
     proved_count: AtomicU64,
     dropped: AtomicU64,
     opened: AtomicU64,
+}
+
+/// Whether the filesystem of `dir` has `size` bytes free beyond a tenth of itself: a copy
+/// never fills the disk the blocks need (a full disk would also lower the cache's limit).
+fn disk_has_room(dir: &Path, size: u64) -> bool {
+    let Ok(path) = std::ffi::CString::new(dir.as_os_str().as_encoded_bytes()) else {
+        return false;
+    };
+    // SAFETY: `statvfs` is a plain C struct of integers, for which all zeroes is valid.
+    let mut st: libc::statvfs = unsafe { std::mem::zeroed() };
+    // SAFETY: `path` is NUL-terminated and `st` is a live, writable statvfs.
+    if unsafe { libc::statvfs(path.as_ptr(), &mut st) } != 0 {
+        return false;
+    }
+    let block = st.f_frsize as u64;
+    let free = (st.f_bavail as u64).saturating_mul(block);
+    let total = (st.f_blocks as u64).saturating_mul(block);
+    free >= size.saturating_add(total / 10)
 }
 
 /// The index key of `cid`'s whole file.
@@ -118,6 +138,7 @@ impl WholeFiles {
             quota,
             proved: Mutex::default(),
             busy: AtomicBool::new(false),
+            unsealable: AtomicBool::new(false),
             job_delay: std::env::var(JOB_DELAY_ENV)
                 .ok()
                 .and_then(|ms| ms.parse().ok())
@@ -186,7 +207,11 @@ impl WholeFiles {
         if on_disk && self.proved().contains(&key) {
             return None;
         }
-        if !on_disk && !self.quota.has_room_for(size) {
+        if !on_disk
+            && (self.unsealable.load(Ordering::Relaxed)
+                || !self.quota.has_room_for(size)
+                || !disk_has_room(self.quota.disk().dir(), size))
+        {
             return None;
         }
         if self.busy.swap(true, Ordering::AcqRel) {
@@ -320,6 +345,11 @@ impl Ticket {
         })();
         if let Err(e) = result {
             let _ = std::fs::remove_file(&tmp);
+            if matches!(e, WholeError::Unsealable { .. })
+                && !whole.unsealable.swap(true, Ordering::Relaxed)
+            {
+                tracing::warn!("{e}: no whole copies, so no passthrough, for this cache dir");
+            }
             return Err(e);
         }
         let key = key_of(&cid);
