@@ -363,6 +363,9 @@ pub fn run(config: Config) -> Result<(), DaemonError> {
         .passthrough
         .then(|| WholeFiles::new(Arc::clone(store.quota())));
     if let Some(whole) = &whole {
+        if let Some(inc) = &incoming {
+            whole.restore_proved(&inc.snapshot.whole_proved);
+        }
         view = view.with_whole_files(Arc::clone(whole));
     }
     let view = Arc::new(view.with_union(Arc::clone(&union)));
@@ -431,7 +434,7 @@ pub fn run(config: Config) -> Result<(), DaemonError> {
         metrics_listen: OnceLock::new(),
         owner_uid: uid,
         handover: OnceLock::new(),
-        whole,
+        whole: whole.clone(),
         io_modes: Arc::clone(&io_modes),
     });
     if incoming.is_none() {
@@ -496,6 +499,7 @@ pub fn run(config: Config) -> Result<(), DaemonError> {
         gate,
         init,
         io_modes,
+        whole,
         fuse: fuse.try_clone().map_err(|source| DaemonError::Control {
             path: socket_path.clone(),
             source,

@@ -7,7 +7,8 @@
 //!
 //! 1. new → old: `{"hello":PID}` once its config is read and valid.
 //! 2. old: freezes its replies (`fs::handover::Gate`), takes the [`Snapshot`] (inode table,
-//!    open handles, root, name state, the connection's INIT values) and sends it framed, with
+//!    open handles and their passthrough backing ids, proved whole copies, root, name state,
+//!    the connection's INIT values) and sends it framed, with
 //!    the FUSE fd and the cache-lock fd attached (`SCM_RIGHTS`).
 //! 3. new: opens the cache, rebuilds the view from the snapshot, makes its FUSE session on
 //!    the handed fd (`fs::handover::adopt`, which reads nothing yet) and answers
@@ -45,6 +46,7 @@ use crate::dist::inode::InodeSnapshot;
 use crate::dist::DistView;
 use crate::fs::handover::{self, Gate, InitRecord, KernelInit};
 use crate::fs::iomode::{IoModes, ModeRecord};
+use crate::store::whole::WholeFiles;
 
 /// The environment variable naming the inherited hand-over socket.
 pub const HANDOVER_ENV: &str = "DISTFS_HANDOVER_FD";
@@ -118,6 +120,9 @@ pub struct Snapshot {
     /// with the kernel across the hand-over).
     #[serde(default)]
     pub io_modes: Vec<ModeRecord>,
+    /// The whole copies the old process proved (hex index keys, `store::whole`).
+    #[serde(default)]
+    pub whole_proved: Vec<String>,
     /// The followed name's last answer, if the root is a name.
     pub name: Option<NameSnapshot>,
 }
@@ -191,6 +196,7 @@ pub(crate) struct Handover {
     pub(crate) gate: Arc<Gate>,
     pub(crate) init: InitRecord,
     pub(crate) io_modes: Arc<IoModes>,
+    pub(crate) whole: Option<Arc<WholeFiles>>,
     pub(crate) fuse: OwnedFd,
     pub(crate) lock: OwnedFd,
     pub(crate) view: Arc<DistView>,
@@ -290,6 +296,11 @@ impl Handover {
             next_fh,
             open_fhs,
             io_modes: self.io_modes.snapshot(),
+            whole_proved: self
+                .whole
+                .as_ref()
+                .map(|w| w.proved_snapshot())
+                .unwrap_or_default(),
             name: self.name.as_ref().map(|cell| {
                 let state = cell.get();
                 NameSnapshot {

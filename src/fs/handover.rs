@@ -19,7 +19,10 @@
 //!
 //! The kernel side of the connection was negotiated once, at mount; nothing fuser does after
 //! its handshake depends on what it negotiated, so the synthetic INIT only has to pass
-//! fuser's checks. Passthrough is not used by distfs, so no backing ids need carrying over.
+//! fuser's checks. The one exception is passthrough: whether the new process may use it follows
+//! from the recorded INIT too (it was asked for at mount whenever the kernel offered it), and
+//! a connection an older daemon negotiated without it refuses the first backing file, which
+//! turns passthrough off (`iomode`). Backing ids of open files are carried in the snapshot.
 
 use std::io::{self, Write};
 use std::os::fd::{AsFd, AsRawFd, OwnedFd};

@@ -229,6 +229,24 @@ impl WholeFiles {
         })
     }
 
+    /// The whole files this process has proved (hex index keys), for a hot restart: the
+    /// next process takes them over rather than reading each copy again.
+    pub fn proved_snapshot(&self) -> Vec<String> {
+        self.proved().iter().map(hex::encode).collect()
+    }
+
+    /// Takes over the proofs of a hot restart's snapshot (keys that do not parse, or name
+    /// no whole file in the index, are ignored).
+    pub fn restore_proved(&self, keys: &[String]) {
+        let index = self.quota.index();
+        let mut proved = self.proved();
+        for key in keys.iter().filter_map(|k| hex::decode(k).ok()) {
+            if key.last() == Some(&WHOLE_MARK) && index.contains(&key) {
+                proved.insert(key);
+            }
+        }
+    }
+
     /// Whether a write or proof is running now.
     pub fn is_busy(&self) -> bool {
         self.busy.load(Ordering::Acquire)
@@ -482,6 +500,12 @@ mod tests {
         assert_eq!(again.stats().proved, 1);
         assert!(again.open(&cid, SIZE as u64).is_some());
         assert_eq!(again.stats().opened, 1);
+
+        // A hot restart hands the proofs over: no second read of the copy.
+        let next = setup(dir.path(), None);
+        next.restore_proved(&again.proved_snapshot());
+        next.restore_proved(&["zz".into(), hex::encode(b"not a whole key")]);
+        assert!(next.open(&cid, SIZE as u64).is_some());
 
         // Evicted like a block: the file goes, and is no longer handed out.
         again.quota.evict_to(0);
