@@ -140,6 +140,36 @@ pub fn fuse_conf() -> Finding {
 
 /// The cache directory: usable (exists and writable, or creatable), enough free space, and
 /// who holds its lock.
+/// The kernel release of `uname -r` as (major, minor), if it parses.
+fn kernel_version() -> Option<(u32, u32)> {
+    let release = std::fs::read_to_string("/proc/sys/kernel/osrelease").ok()?;
+    let mut parts = release.trim().split(['.', '-']);
+    let major = parts.next()?.parse().ok()?;
+    let minor = parts.next()?.parse().ok()?;
+    Some((major, minor))
+}
+
+/// Whether mounts can use FUSE passthrough to whole copies (`fs::iomode`): Linux 6.9 or
+/// later and a daemon running as root. Without it warm and hot reads go through the daemon.
+pub fn passthrough() -> Finding {
+    let fix_kernel = "warm and hot reads go through the daemon (slower); Linux 6.9 or later \
+                      lets the kernel read cached files itself";
+    match kernel_version() {
+        None => Finding::warn("passthrough: cannot read the kernel version", fix_kernel),
+        Some((major, minor)) if (major, minor) < (6, 9) => Finding::warn(
+            format!("passthrough: kernel {major}.{minor} has no FUSE passthrough"),
+            fix_kernel,
+        ),
+        Some(_) if !is_root() => Finding::warn(
+            "passthrough: needs the daemon to run as root (CAP_SYS_ADMIN)",
+            "run the mount as root (the systemd unit does) for reads at local-disk speed",
+        ),
+        Some((major, minor)) => Finding::ok(format!(
+            "passthrough: kernel {major}.{minor} and root; fully cached files are read by the kernel"
+        )),
+    }
+}
+
 pub fn cache_dir(dir: &Path) -> Vec<Finding> {
     let shown = dir.display();
     let mut out = Vec::new();

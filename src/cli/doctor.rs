@@ -1,4 +1,5 @@
-//! `distfs doctor`: checks the machine (/dev/fuse, fusermount3, /etc/fuse.conf), the cache
+//! `distfs doctor`: checks the machine (/dev/fuse, fusermount3, /etc/fuse.conf, FUSE
+//! passthrough: kernel 6.9 or later and root), the cache
 //! dir, each gateway and root name given, and every distfs mount; prints one `ok`/`warn`/
 //! `FAIL` line per finding with a `fix:` line under each problem. A dead or hung mount is
 //! cleared with `--fix`, or after a y/N prompt when stdin is a terminal. Exits 0 when
@@ -66,6 +67,7 @@ pub fn run(mut args: DoctorArgs) -> anyhow::Result<()> {
     report.add(doctor::dev_fuse());
     report.add(doctor::fusermount());
     report.add(doctor::fuse_conf());
+    report.add(doctor::passthrough());
     let cache_dir = args
         .cache_dir
         .clone()
