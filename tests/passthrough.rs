@@ -27,6 +27,8 @@ use support::{det_bytes, distfs_add, distfs_bin, tempdir, write_bytes};
 const SIZE: usize = 24 * 1024 * 1024;
 const FILE: &str = "big/1.0.0/blob.bin";
 const SMALL: &str = "big/1.0.0/small.bin";
+/// A second file over the 1 MiB minimum.
+const OTHER: &str = "big/1.0.0/other.bin";
 
 struct Fixture {
     tmp: tempfile::TempDir,
@@ -44,6 +46,7 @@ impl Fixture {
         let small = det_bytes("small", 100 * 1024);
         write_bytes(&src.join(FILE), &data);
         write_bytes(&src.join(SMALL), &small);
+        write_bytes(&src.join(OTHER), &det_bytes("other", 2 * 1024 * 1024));
         let store = tmp.path().join("store");
         let root = distfs_add(&src, &["--store", store.to_str().unwrap()]).expect("distfs add");
         let serve = Serve::start(&store);
@@ -94,9 +97,7 @@ impl Fixture {
     }
 
     fn whole(&self, field: &str) -> u64 {
-        self.status()["cache"]["whole"][field]
-            .as_u64()
-            .unwrap_or_else(|| panic!("no cache.whole.{field} in status"))
+        whole_field(&self.status(), field)
     }
 
     /// Block reads the daemon answered (from the cache or the network).
@@ -133,6 +134,12 @@ impl Fixture {
         }
         out
     }
+}
+
+fn whole_field(status: &Value, field: &str) -> u64 {
+    status["cache"]["whole"][field]
+        .as_u64()
+        .unwrap_or_else(|| panic!("no cache.whole.{field} in {status}"))
 }
 
 fn read_all(path: &Path) -> Vec<u8> {
@@ -391,4 +398,92 @@ fn no_passthrough_keeps_every_read_in_the_daemon() {
     assert_eq!(fx.whole("written"), 0);
     assert_eq!(fx.whole("passthrough_opens"), 0);
     assert!(fx.whole_files().is_empty());
+}
+
+#[test]
+fn a_refused_backing_file_turns_passthrough_off_and_reads_go_on() {
+    // A cache dir on overlayfs (as in many containers): the kernel refuses a backing file on
+    // a stacked filesystem (ELOOP), since /dist itself asks for a stacking depth of 1.
+    let fx = Fixture::new();
+    let base = fx.tmp.path().join("ovl");
+    let (lower, upper, work, merged) = (
+        base.join("lower"),
+        base.join("upper"),
+        base.join("work"),
+        base.join("merged"),
+    );
+    for d in [&lower, &upper, &work, &merged] {
+        std::fs::create_dir_all(d).unwrap();
+    }
+    let opts = format!(
+        "lowerdir={},upperdir={},workdir={}",
+        lower.display(),
+        upper.display(),
+        work.display()
+    );
+    let out = Command::new("mount")
+        .args(["-t", "overlay", "overlay", "-o", &opts])
+        .arg(&merged)
+        .output()
+        .expect("run mount");
+    assert!(
+        out.status.success(),
+        "mount overlay: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let _overlay = Overlay(merged.clone());
+    let cache = merged.join("cache");
+    let status = || -> Value {
+        let out = Command::new(distfs_bin())
+            .args(["status", "--json", "--cache-dir"])
+            .arg(&cache)
+            .output()
+            .expect("run distfs status");
+        serde_json::from_slice(&out.stdout).expect("status JSON")
+    };
+    {
+        let m = Mount::try_start(
+            &fx.tmp.path().join("mnt"),
+            &MountOpts {
+                root: &fx.root,
+                gateways: &[&fx.serve.url],
+                cache: &cache,
+                extra: &[],
+            },
+        )
+        .unwrap_or_else(|e| panic!("{e}"));
+        same(&read_all(&m.path(FILE)), &fx.data, "first read");
+        poll("the first copy", Duration::from_secs(120), || {
+            (whole_field(&status(), "written") == 1).then_some(())
+        });
+        // The open that would use the copy is refused by the kernel: it reads through the
+        // daemon instead, and passthrough is off from then on.
+        same(&read_all(&m.path(FILE)), &fx.data, "read after the refusal");
+        let s = status();
+        assert_eq!(s["cache"]["whole"]["passthrough"], false, "{s}");
+        assert_eq!(whole_field(&s, "passthrough_opens"), 0);
+        // No more copies that nothing would read.
+        same(
+            &read_all(&m.path(OTHER)),
+            &det_bytes("other", 2 << 20),
+            "other file",
+        );
+        same(&read_all(&m.path(FILE)), &fx.data, "read after that");
+        std::thread::sleep(Duration::from_millis(500));
+        assert_eq!(whole_field(&status(), "written"), 1);
+        let log = m.log_text();
+        assert!(
+            log.contains("stacked filesystem"),
+            "the warning says why: {log}"
+        );
+    }
+}
+
+/// Unmounts an overlayfs mount.
+struct Overlay(PathBuf);
+
+impl Drop for Overlay {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg("-l").arg(&self.0).status();
+    }
 }

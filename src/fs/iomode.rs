@@ -180,8 +180,9 @@ impl IoModes {
         }
     }
 
-    /// A handle of `ino` was released. True when it was the last handle of the inode and
-    /// read through the daemon: the moment to offer the file for a whole copy.
+    /// A handle of `ino` was released. True when it was the last handle of the inode, it
+    /// read through the daemon, and passthrough is on: the moment to offer the file for a
+    /// whole copy (with passthrough off, a copy would never be read).
     pub(crate) fn release(&self, ino: u64) -> bool {
         let mut inodes = self.lock();
         let Some(mode) = inodes.get_mut(&ino) else {
@@ -194,7 +195,7 @@ impl IoModes {
         }
         // Dropping a `Backed` closes its backing id; an `Adopted` one that was never taken
         // over stays registered until the connection ends.
-        matches!(inodes.remove(&ino), Some(Mode::Cached { .. }))
+        matches!(inodes.remove(&ino), Some(Mode::Cached { .. })) && self.passthrough_enabled()
     }
 
     /// The modes of the inodes open now, for a hot restart.
