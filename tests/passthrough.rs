@@ -5,7 +5,9 @@
 //! opens are read by the kernel with the daemon out of the path; a copy is proved again by
 //! each new daemon before it is used, and a wrong one is deleted; the mode the kernel
 //! enforces per inode (one kind of handle at a time, one backing id) is kept; a hot restart
-//! carries open passthrough handles and proofs over; `--no-passthrough` turns it all off.
+//! carries open passthrough handles and proofs over, and a supervised daemon started after a
+//! crash reuses the dead one's backing ids; a refused backing file (a cache dir on
+//! overlayfs) turns passthrough off and reads go on; `--no-passthrough` turns it all off.
 
 #[path = "support/mod.rs"]
 mod support;
@@ -359,6 +361,53 @@ fn a_hot_restart_carries_open_passthrough_handles_over() {
     );
     assert_eq!(fx.whole("passthrough_opens"), 2);
     assert_eq!(fx.whole("proved"), 0, "no second proof");
+}
+
+#[test]
+fn a_supervised_daemon_that_crashed_answers_opens_with_the_ids_the_kernel_holds() {
+    let fx = Fixture::new();
+    let m = fx.mount("mnt", &["--supervise"]);
+    same(&read_all(&m.path(FILE)), &fx.data, "first read");
+    fx.wait_whole("written", 1, &m);
+    let mut held = std::fs::File::open(m.path(FILE)).unwrap();
+    let mut head = vec![0u8; 4096];
+    held.read_exact(&mut head).unwrap();
+    assert_eq!(fx.whole("passthrough_opens"), 1);
+
+    let first = fx.status()["pid"].as_u64().unwrap() as i32;
+    // SAFETY: kill has no memory preconditions.
+    unsafe {
+        libc::kill(first, libc::SIGKILL);
+    }
+    poll("a new daemon", Duration::from_secs(60), || {
+        let out = Command::new(distfs_bin())
+            .args(["status", "--json", "--cache-dir"])
+            .arg(fx.cache())
+            .output()
+            .ok()?;
+        let v: Value = serde_json::from_slice(&out.stdout).ok()?;
+        v["pid"].as_u64().filter(|p| *p as i32 != first)
+    });
+
+    // The kernel still reads the held handle from the dead daemon's backing file; a new
+    // open of the inode must use that backing id (a new one, or an open through the
+    // daemon, fails with EIO while the held handle is open).
+    same(
+        &read_all(&m.path(FILE)),
+        &fx.data,
+        "an open after the crash",
+    );
+    let mut rest = Vec::new();
+    held.read_to_end(&mut rest).unwrap();
+    head.extend(rest);
+    same(&head, &fx.data, "the handle held over the crash");
+    drop(held);
+    same(
+        &read_all(&m.path(FILE)),
+        &fx.data,
+        "an open after it closed",
+    );
+    assert_eq!(fx.whole("passthrough_opens"), 2);
 }
 
 /// Stops the daemon a restart started (no other guard owns it) and unmounts.

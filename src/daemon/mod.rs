@@ -53,6 +53,8 @@ use state::Shared;
 
 /// How often the quota is checked as a safety net for eviction triggers lost to races.
 const SWEEP_EVERY: Duration = Duration::from_secs(2);
+/// Where a supervised daemon journals the inodes read by passthrough (`fs::iomode`).
+const IO_JOURNAL_FILE: &str = "passthrough.journal";
 /// How long an unmount on a signal may take before the connection is aborted.
 const UNMOUNT_GRACE: Duration = Duration::from_secs(3);
 /// How long pending cache writes may take at exit.
@@ -414,8 +416,13 @@ pub fn run(config: Config) -> Result<(), DaemonError> {
     let (refresh_tx, refresh_rx) = tokio::sync::mpsc::channel(4);
     // SAFETY: getuid/getgid have no preconditions.
     let (uid, gid) = unsafe { (libc::getuid(), libc::getgid()) };
-    let fs = DistFs::new(view.clone(), runtime.handle().clone(), uid, gid)
-        .with_passthrough(config.passthrough);
+    let mut modes = crate::fs::iomode::IoModes::new(config.passthrough);
+    if journaled {
+        // After a crash, the dead daemon's backing ids are still in use by open files.
+        let recover = supervised.as_ref().is_some_and(|sup| sup.generation > 0);
+        modes = modes.with_journal(cache_dir.join(IO_JOURNAL_FILE), recover);
+    }
+    let fs = DistFs::new(view.clone(), runtime.handle().clone(), uid, gid).with_io_modes(modes);
     let io_modes = fs.io_modes();
     if let Some(inc) = &incoming {
         io_modes.restore(&inc.snapshot.io_modes);

@@ -10,6 +10,12 @@
 //! handle's mode itself, so the daemon never believes an inode is free while the kernel
 //! does not.
 //!
+//! A hot restart hands the modes over in its snapshot. Under `--supervise` the inodes with a
+//! backing id are also journaled, so that a daemon started after a crash answers their
+//! opens with the ids the kernel still holds (a new id, or a cached open, would fail with
+//! EIO while handles of the dead daemon are open); it never learns how many are open, so
+//! it keeps those ids until the connection ends.
+//!
 //! Passthrough needs the kernel's consent at FUSE_INIT and root (the backing-file ioctl
 //! checks `CAP_SYS_ADMIN`), and the cache dir must not be on a stacked filesystem such as
 //! overlayfs (ELOOP). The first refused backing file turns passthrough off for the mount,
@@ -17,6 +23,7 @@
 
 use std::collections::HashMap;
 use std::fs::File;
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Mutex, MutexGuard};
 
@@ -39,12 +46,29 @@ enum Mode {
     /// Passthrough handles opened by the process that handed the mount over: their backing
     /// id is still registered with the kernel, and is taken over at this inode's next open.
     Adopted { raw: u32, open: u32 },
+    /// Passthrough handles of a daemon that died (`--supervise`), known from the journal
+    /// but not how many are open: every open of the inode uses `raw`, which stays
+    /// registered until the connection ends.
+    Recovered { raw: u32 },
 }
 
 impl Mode {
-    fn open_count(&mut self) -> &mut u32 {
+    /// The count of open handles; `None` for a recovered inode, whose count is unknown.
+    fn open_count(&mut self) -> Option<&mut u32> {
         match self {
-            Mode::Cached { open } | Mode::Backed { open, .. } | Mode::Adopted { open, .. } => open,
+            Mode::Cached { open } | Mode::Backed { open, .. } | Mode::Adopted { open, .. } => {
+                Some(open)
+            }
+            Mode::Recovered { .. } => None,
+        }
+    }
+
+    fn backing(&self) -> Option<u32> {
+        match self {
+            Mode::Cached { .. } => None,
+            Mode::Backed { raw, .. } | Mode::Adopted { raw, .. } | Mode::Recovered { raw } => {
+                Some(*raw)
+            }
         }
     }
 }
@@ -71,6 +95,9 @@ pub struct IoModes {
     enabled: AtomicBool,
     inodes: Mutex<HashMap<u64, Mode>>,
     passthrough_opens: AtomicU64,
+    /// Where the inodes with a backing id are journaled (`--supervise`), so that a daemon
+    /// started after a crash answers their opens with the ids the kernel holds.
+    journal: Option<PathBuf>,
 }
 
 impl IoModes {
@@ -80,6 +107,46 @@ impl IoModes {
         IoModes {
             wanted,
             ..IoModes::default()
+        }
+    }
+
+    /// These modes, journaling the inodes with a backing id into `path` (rewritten whole,
+    /// by rename, whenever that set changes; one `ino raw_id` line each). With `recover`,
+    /// the journal a dead daemon left is read first, and its inodes are `Recovered`;
+    /// without, it is cleared.
+    pub fn with_journal(mut self, path: PathBuf, recover: bool) -> IoModes {
+        if recover {
+            let text = std::fs::read_to_string(&path).unwrap_or_default();
+            let mut inodes = self.lock();
+            for line in text.lines() {
+                let mut words = line.split_ascii_whitespace();
+                if let (Some(Ok(ino)), Some(Ok(raw))) = (
+                    words.next().map(str::parse::<u64>),
+                    words.next().map(str::parse::<u32>),
+                ) {
+                    inodes.insert(ino, Mode::Recovered { raw });
+                }
+            }
+            drop(inodes);
+        }
+        self.journal = Some(path);
+        self.write_journal(&self.lock());
+        self
+    }
+
+    /// Rewrites the journal from `inodes` (best effort: a failure is logged, and costs only
+    /// the recovery of those inodes after a crash).
+    fn write_journal(&self, inodes: &HashMap<u64, Mode>) {
+        let Some(path) = &self.journal else { return };
+        let mut text = String::new();
+        for (ino, mode) in inodes {
+            if let Some(raw) = mode.backing() {
+                text.push_str(&format!("{ino} {raw}\n"));
+            }
+        }
+        let tmp = path.with_extension("tmp");
+        if let Err(e) = std::fs::write(&tmp, text).and_then(|()| std::fs::rename(&tmp, path)) {
+            tracing::warn!(path = %path.display(), "cannot journal passthrough handles: {e}");
         }
     }
 
@@ -122,16 +189,25 @@ impl IoModes {
         let mut inodes = self.lock();
         match inodes.get_mut(&ino) {
             Some(Mode::Cached { open }) => {
-                *open += 1;
+                *open = open.saturating_add(1);
                 reply.opened(fh, flags);
             }
             Some(Mode::Backed { id, open, .. }) => {
-                *open += 1;
+                *open = open.saturating_add(1);
                 self.passthrough_opens.fetch_add(1, Ordering::Relaxed);
                 reply.opened_passthrough(fh, PASSTHROUGH_FLAGS, id);
             }
+            Some(Mode::Recovered { raw }) => {
+                // SAFETY: `raw` was registered on this connection by a daemon that died
+                // without closing it, and `into_raw` below gives ownership back before the
+                // wrapper could close it: every open of this inode reuses it.
+                let id = unsafe { reply.wrap_backing(*raw) };
+                self.passthrough_opens.fetch_add(1, Ordering::Relaxed);
+                reply.opened_passthrough(fh, PASSTHROUGH_FLAGS, &id);
+                let _ = id.into_raw();
+            }
             Some(Mode::Adopted { raw, open }) => {
-                let (raw, open) = (*raw, *open + 1);
+                let (raw, open) = (*raw, open.saturating_add(1));
                 // SAFETY: `raw` was registered on this connection by the process that handed
                 // it over, which never closed it (it exits without running destructors), and
                 // it is wrapped once: the entry becomes `Backed` and owns it from now on.
@@ -154,6 +230,7 @@ impl IoModes {
                                 self.passthrough_opens.fetch_add(1, Ordering::Relaxed);
                                 reply.opened_passthrough(fh, PASSTHROUGH_FLAGS, &id);
                                 inodes.insert(ino, Mode::Backed { id, raw, open: 1 });
+                                self.write_journal(&inodes);
                                 return;
                             }
                             Err(e) => self.refused(&e),
@@ -188,30 +265,32 @@ impl IoModes {
         let Some(mode) = inodes.get_mut(&ino) else {
             return false;
         };
-        let open = mode.open_count();
+        let Some(open) = mode.open_count() else {
+            return false; // recovered: kept for good
+        };
         *open = open.saturating_sub(1);
         if *open > 0 {
             return false;
         }
         // Dropping a `Backed` closes its backing id; an `Adopted` one that was never taken
         // over stays registered until the connection ends.
-        matches!(inodes.remove(&ino), Some(Mode::Cached { .. })) && self.passthrough_enabled()
+        let removed = inodes.remove(&ino);
+        if removed.as_ref().is_some_and(|m| m.backing().is_some()) {
+            self.write_journal(&inodes);
+        }
+        matches!(removed, Some(Mode::Cached { .. })) && self.passthrough_enabled()
     }
 
     /// The modes of the inodes open now, for a hot restart.
     pub fn snapshot(&self) -> Vec<ModeRecord> {
         self.lock()
             .iter_mut()
-            .map(|(&ino, mode)| {
-                let backing = match mode {
-                    Mode::Cached { .. } => None,
-                    Mode::Backed { raw, .. } | Mode::Adopted { raw, .. } => Some(*raw),
-                };
-                ModeRecord {
-                    ino,
-                    backing,
-                    open: *mode.open_count(),
-                }
+            .map(|(&ino, mode)| ModeRecord {
+                ino,
+                backing: mode.backing(),
+                // A recovered inode's count is unknown: the next process keeps its id until
+                // as many releases as could ever come, which is for good.
+                open: mode.open_count().map_or(u32::MAX, |n| *n),
             })
             .collect()
     }
@@ -222,6 +301,7 @@ impl IoModes {
         for r in records {
             let mode = match r.backing {
                 None => Mode::Cached { open: r.open },
+                Some(raw) if r.open == u32::MAX => Mode::Recovered { raw },
                 Some(raw) => Mode::Adopted { raw, open: r.open },
             };
             inodes.insert(r.ino, mode);

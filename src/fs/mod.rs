@@ -67,9 +67,10 @@ impl DistFs {
         }
     }
 
-    /// This filesystem with FUSE passthrough to whole files (`iomode`) allowed or not.
-    pub fn with_passthrough(mut self, wanted: bool) -> DistFs {
-        self.modes = Arc::new(iomode::IoModes::new(wanted));
+    /// This filesystem with `modes` deciding how files are read (`iomode`: whether
+    /// passthrough to whole files is allowed, and its journal).
+    pub fn with_io_modes(mut self, modes: iomode::IoModes) -> DistFs {
+        self.modes = Arc::new(modes);
         self
     }
 
