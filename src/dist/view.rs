@@ -261,7 +261,9 @@ impl DistView {
             return;
         };
         if let Ok(dir) = self.inode(parent) {
-            self.cold.start(&node, dir.cid, &name);
+            let sidecar = format!("{name}{}", super::prefetch::SIDECAR_SUFFIX);
+            let no_sidecar = matches!(self.listed(&dir, &sidecar), Some(None));
+            self.cold.start(&node, dir.cid, &name, no_sidecar);
         }
     }
 

@@ -6,7 +6,8 @@
 //! a dropped reply answers EIO, so a failing task never leaves a caller hanging, and the
 //! view's own deadline bounds every wait. Kernel caching: everything inside a version
 //! directory is immutable (long entry/attr TTLs, `FOPEN_KEEP_CACHE`, `FOPEN_CACHE_DIR`); the
-//! root, project directories and `latest` get a short TTL. Every write-type request answers
+//! root, project directories and `latest` get a short TTL; no file handle needs a FLUSH at
+//! close (`FOPEN_NOFLUSH`: nothing is ever written). Every write-type request answers
 //! EROFS (the mount is also read-only, so the kernel refuses most before they reach us).
 //! Extended attributes are the view's (`dist::xattr`): which exist for a node, and their
 //! values, computed on the runtime like reads. Every reply that hands the kernel state
@@ -238,10 +239,11 @@ impl fuser::Filesystem for DistFs {
         self.gate
             .answer(reply, |reply| match self.view.inode(ino.0) {
                 Ok(node) if node.kind == Kind::File => {
+                    // Nothing is ever written, so a close needs no FLUSH round trip.
                     let cache = if node.is_immutable() {
-                        FopenFlags::FOPEN_KEEP_CACHE
+                        FopenFlags::FOPEN_KEEP_CACHE | FopenFlags::FOPEN_NOFLUSH
                     } else {
-                        FopenFlags::empty()
+                        FopenFlags::FOPEN_NOFLUSH
                     };
                     let fh = FileHandle(self.view.opened(ino.0));
                     self.modes
