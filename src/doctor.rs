@@ -205,7 +205,7 @@ pub fn cache_dir(dir: &Path) -> Vec<Finding> {
             ),
         )),
     }
-    match free_bytes(existing) {
+    match crate::store::disk::space(existing).map(|s| s.free) {
         Ok(free) => {
             let mib = free / (1024 * 1024);
             let what = format!("cache dir {shown}: {mib} MiB free");
@@ -241,25 +241,6 @@ pub fn cache_dir(dir: &Path) -> Vec<Finding> {
         });
     }
     out
-}
-
-fn free_bytes(path: &Path) -> std::io::Result<u64> {
-    let c = std::ffi::CString::new(path.as_os_str().as_encoded_bytes())
-        .map_err(|_| std::io::Error::from(std::io::ErrorKind::InvalidInput))?;
-    // SAFETY: `c` is a valid C string; `buf` is a properly sized, writable statvfs.
-    let (rc, buf) = unsafe {
-        let mut buf: libc::statvfs = std::mem::zeroed();
-        (libc::statvfs(c.as_ptr(), &mut buf), buf)
-    };
-    if rc != 0 {
-        return Err(std::io::Error::last_os_error());
-    }
-    #[allow(
-        clippy::useless_conversion,
-        reason = "statvfs field widths differ between platforms"
-    )]
-    let (avail, frsize) = (u64::from(buf.f_bavail), u64::from(buf.f_frsize));
-    Ok(avail.saturating_mul(frsize))
 }
 
 /// The gateway at `url` answers `GET /ipfs/bafkqaaa?format=raw` within `timeout`.

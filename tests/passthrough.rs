@@ -85,17 +85,7 @@ impl Fixture {
 
     /// `distfs status --json` of the daemon on this cache.
     fn status(&self) -> Value {
-        let out = Command::new(distfs_bin())
-            .args(["status", "--json", "--cache-dir"])
-            .arg(self.cache())
-            .output()
-            .expect("run distfs status");
-        assert!(
-            out.status.success(),
-            "status: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        serde_json::from_slice(&out.stdout).expect("status JSON")
+        status_at(&self.cache()).expect("distfs status answers")
     }
 
     fn whole(&self, field: &str) -> u64 {
@@ -136,6 +126,31 @@ impl Fixture {
         }
         out
     }
+}
+
+/// `distfs status --json` of the daemon on `cache`, if one answers.
+fn status_at(cache: &Path) -> Option<Value> {
+    let out = Command::new(distfs_bin())
+        .args(["status", "--json", "--cache-dir"])
+        .arg(cache)
+        .output()
+        .expect("run distfs status");
+    serde_json::from_slice(&out.stdout).ok()
+}
+
+/// Opens `path` (by passthrough, in the tests that call it) and reads its first 4 KiB.
+fn open_and_read_head(path: &Path) -> (std::fs::File, Vec<u8>) {
+    let mut held = std::fs::File::open(path).unwrap();
+    let mut head = vec![0u8; 4096];
+    held.read_exact(&mut head).unwrap();
+    (held, head)
+}
+
+/// Reads the rest of a handle from [`open_and_read_head`] (leaving it open) and checks all
+/// its bytes.
+fn finish_reading(held: &mut std::fs::File, mut head: Vec<u8>, want: &[u8], what: &str) {
+    held.read_to_end(&mut head).unwrap();
+    same(&head, want, what);
 }
 
 fn whole_field(status: &Value, field: &str) -> u64 {
@@ -309,9 +324,7 @@ fn a_hot_restart_carries_open_passthrough_handles_over() {
     let mut m = fx.mount("mnt", &[]);
     same(&read_all(&m.path(FILE)), &fx.data, "first read");
     fx.wait_whole("written", 1, &m);
-    let mut held = std::fs::File::open(m.path(FILE)).unwrap();
-    let mut head = vec![0u8; 4096];
-    held.read_exact(&mut head).unwrap();
+    let (mut held, head) = open_and_read_head(&m.path(FILE));
     assert_eq!(fx.whole("passthrough_opens"), 1);
 
     let out = Command::new(distfs_bin())
@@ -337,10 +350,12 @@ fn a_hot_restart_carries_open_passthrough_handles_over() {
 
     // The handle opened before goes on reading, and a new open of the same inode shares
     // its backing id (a new one would make the kernel fail the open with EIO).
-    let mut rest = Vec::new();
-    held.read_to_end(&mut rest).unwrap();
-    head.extend(rest);
-    same(&head, &fx.data, "the handle held over the restart");
+    finish_reading(
+        &mut held,
+        head,
+        &fx.data,
+        "the handle held over the restart",
+    );
     same(
         &read_all(&m.path(FILE)),
         &fx.data,
@@ -369,9 +384,7 @@ fn a_supervised_daemon_that_crashed_answers_opens_with_the_ids_the_kernel_holds(
     let m = fx.mount("mnt", &["--supervise"]);
     same(&read_all(&m.path(FILE)), &fx.data, "first read");
     fx.wait_whole("written", 1, &m);
-    let mut held = std::fs::File::open(m.path(FILE)).unwrap();
-    let mut head = vec![0u8; 4096];
-    held.read_exact(&mut head).unwrap();
+    let (mut held, head) = open_and_read_head(&m.path(FILE));
     assert_eq!(fx.whole("passthrough_opens"), 1);
 
     let first = fx.status()["pid"].as_u64().unwrap() as i32;
@@ -380,13 +393,9 @@ fn a_supervised_daemon_that_crashed_answers_opens_with_the_ids_the_kernel_holds(
         libc::kill(first, libc::SIGKILL);
     }
     poll("a new daemon", Duration::from_secs(60), || {
-        let out = Command::new(distfs_bin())
-            .args(["status", "--json", "--cache-dir"])
-            .arg(fx.cache())
-            .output()
-            .ok()?;
-        let v: Value = serde_json::from_slice(&out.stdout).ok()?;
-        v["pid"].as_u64().filter(|p| *p as i32 != first)
+        status_at(&fx.cache())?["pid"]
+            .as_u64()
+            .filter(|p| *p as i32 != first)
     });
 
     // The kernel still reads the held handle from the dead daemon's backing file; a new
@@ -397,10 +406,7 @@ fn a_supervised_daemon_that_crashed_answers_opens_with_the_ids_the_kernel_holds(
         &fx.data,
         "an open after the crash",
     );
-    let mut rest = Vec::new();
-    held.read_to_end(&mut rest).unwrap();
-    head.extend(rest);
-    same(&head, &fx.data, "the handle held over the crash");
+    finish_reading(&mut held, head, &fx.data, "the handle held over the crash");
     drop(held);
     same(
         &read_all(&m.path(FILE)),
@@ -482,14 +488,7 @@ fn a_refused_backing_file_turns_passthrough_off_and_reads_go_on() {
     );
     let _overlay = Overlay(merged.clone());
     let cache = merged.join("cache");
-    let status = || -> Value {
-        let out = Command::new(distfs_bin())
-            .args(["status", "--json", "--cache-dir"])
-            .arg(&cache)
-            .output()
-            .expect("run distfs status");
-        serde_json::from_slice(&out.stdout).expect("status JSON")
-    };
+    let status = || status_at(&cache).expect("distfs status answers");
     {
         let m = Mount::try_start(
             &fx.tmp.path().join("mnt"),

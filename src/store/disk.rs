@@ -204,6 +204,43 @@ impl DiskStore {
     }
 }
 
+/// Free and total bytes of a filesystem.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Space {
+    /// Bytes available to unprivileged writers.
+    pub free: u64,
+    /// Bytes of the filesystem.
+    pub total: u64,
+}
+
+/// The space of the filesystem holding `path` (`statvfs`).
+pub fn space(path: &Path) -> io::Result<Space> {
+    let c = std::ffi::CString::new(path.as_os_str().as_encoded_bytes())
+        .map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))?;
+    // SAFETY: `c` is a valid C string; `buf` is a properly sized, writable statvfs (a plain
+    // C struct of integers, for which all zeroes is valid).
+    let (rc, buf) = unsafe {
+        let mut buf: libc::statvfs = std::mem::zeroed();
+        (libc::statvfs(c.as_ptr(), &mut buf), buf)
+    };
+    if rc != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    #[allow(
+        clippy::useless_conversion,
+        reason = "statvfs field widths differ between platforms"
+    )]
+    let (avail, blocks, frsize) = (
+        u64::from(buf.f_bavail),
+        u64::from(buf.f_blocks),
+        u64::from(buf.f_frsize),
+    );
+    Ok(Space {
+        free: avail.saturating_mul(frsize),
+        total: blocks.saturating_mul(frsize),
+    })
+}
+
 /// The byte after a multihash that makes an index key name a whole file rather than a block.
 pub const WHOLE_MARK: u8 = b'w';
 

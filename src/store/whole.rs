@@ -109,19 +109,7 @@ pub struct WholeFiles {
 /// Whether the filesystem of `dir` has `size` bytes free beyond a tenth of itself: a copy
 /// never fills the disk the blocks need (a full disk would also lower the cache's limit).
 fn disk_has_room(dir: &Path, size: u64) -> bool {
-    let Ok(path) = std::ffi::CString::new(dir.as_os_str().as_encoded_bytes()) else {
-        return false;
-    };
-    // SAFETY: `statvfs` is a plain C struct of integers, for which all zeroes is valid.
-    let mut st: libc::statvfs = unsafe { std::mem::zeroed() };
-    // SAFETY: `path` is NUL-terminated and `st` is a live, writable statvfs.
-    if unsafe { libc::statvfs(path.as_ptr(), &mut st) } != 0 {
-        return false;
-    }
-    let block = st.f_frsize as u64;
-    let free = (st.f_bavail as u64).saturating_mul(block);
-    let total = (st.f_blocks as u64).saturating_mul(block);
-    free >= size.saturating_add(total / 10)
+    super::disk::space(dir).is_ok_and(|s| s.free >= size.saturating_add(s.total / 10))
 }
 
 /// The index key of `cid`'s whole file.
