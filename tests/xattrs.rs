@@ -27,8 +27,10 @@ use harness::{poll, run_ok, Mount, MountOpts, Serve};
 use support::ipns::{put_record, record};
 use support::{distfs_add, tempdir, write_det};
 
-/// Spans 13 chunks of 256 KiB, so that a 100 kB `head` cannot fetch it all.
-const FILE_LEN: usize = 3 * 1024 * 1024 + 123;
+/// Larger than the widest readahead window (`MAX_WINDOW_BLOCKS` × 256 KiB = 32 MiB), so
+/// that a 100 kB `head` cannot fetch it all: at 3 MiB the window's prefetch, at least 8 MiB,
+/// could finish the whole file before the test looked (seen once under a loaded run).
+const FILE_LEN: usize = 40 * 1024 * 1024 + 123;
 const FILE: &str = "app/1.0.0/data.bin";
 
 /// Every xattr of `path`, as `getfattr -d -m - --absolute-names` prints them.
