@@ -3,7 +3,8 @@
 //! or later and root, which the test machines have; a kernel without it fails these tests,
 //! it never skips them). What is checked: a file read in full is copied whole and later
 //! opens are read by the kernel with the daemon out of the path; a copy is proved again by
-//! each new daemon before it is used, and a wrong one is deleted; the mode the kernel
+//! each new daemon before it is used, and a wrong one is deleted; a new daemon reads a copy
+//! chunk by chunk, each checked against its sum, before it is proved; the mode the kernel
 //! enforces per inode (one kind of handle at a time, one backing id) is kept; a hot restart
 //! carries open passthrough handles and proofs over, and a supervised daemon started after a
 //! crash reuses the dead one's backing ids; a refused backing file (a cache dir on
@@ -277,6 +278,32 @@ fn a_new_daemon_proves_a_copy_before_using_it_and_deletes_a_wrong_one() {
 }
 
 #[test]
+fn a_new_daemon_reads_the_copy_chunk_by_chunk_before_it_is_proved() {
+    let mut fx = Fixture::new();
+    let m = fx.mount("mnt", &[]);
+    same(&read_all(&m.path(FILE)), &fx.data, "first read");
+    fx.wait_whole("written", 1, &m);
+    drop(m);
+
+    // Only the copy is left: no gateway, no block files of the file's leaves.
+    fx.serve.kill();
+    let m = fx.mount("mnt", &["--offline"]);
+    let meta = std::fs::metadata(m.path(FILE)).unwrap();
+    assert_eq!(meta.len(), SIZE as u64);
+    std::fs::remove_dir_all(fx.cache().join("blocks")).unwrap();
+    same(
+        &read_all(&m.path(FILE)),
+        &fx.data,
+        "first read of a new daemon",
+    );
+    assert_eq!(fx.whole("passthrough_opens"), 0, "read through the daemon");
+    // Every chunk was checked as it was read: proved without a second read of the copy.
+    assert_eq!(fx.whole("proved"), 1, "daemon log:\n{}", m.log_text());
+    same(&read_all(&m.path(FILE)), &fx.data, "second read");
+    assert_eq!(fx.whole("passthrough_opens"), 1);
+}
+
+#[test]
 fn handles_open_together_share_the_mode_the_kernel_enforces() {
     let fx = Fixture::new();
     let m = fx.mount("mnt", &[]);
@@ -300,8 +327,11 @@ fn handles_open_together_share_the_mode_the_kernel_enforces() {
     // copy's proof; a handle opened meanwhile reads through the daemon, and one opened
     // while it is open, after the proof, must too (the kernel fails a passthrough open of
     // an inode with cached handles with EIO).
+    // The first reader reads only the head: it checks a chunk or two of the copy, and the
+    // proof of the rest is the job's.
     let m = fx.mount_env("mnt", &[], &[("DISTFS_WHOLE_JOB_DELAY_MS", "3000")]);
-    same(&read_all(&m.path(FILE)), &fx.data, "first read");
+    let (_, head) = open_and_read_head(&m.path(FILE));
+    same(&head, &fx.data[..head.len()], "head");
     let mut a = std::fs::File::open(m.path(FILE)).unwrap();
     assert_eq!(fx.whole("proved"), 0, "the proof waits");
     fx.wait_whole("proved", 1, &m);

@@ -465,12 +465,28 @@ impl DistView {
         }
         let _foreground = self.cold.foreground();
         self.cold.trace(&node, offset, u64::from(size));
+        if let Some(bytes) = self.read_copy(&node, offset, size).await {
+            return self.xattrs.read(ino, async { Ok(bytes) }).await;
+        }
         let held = self.open.guard(fh);
         self.readahead(&node, offset, u64::from(size), held.clone());
         let store = Holding::new(Arc::clone(&self.store), held);
         let read = walk::read_range_cached(&store, &self.nodes, &node.cid, offset, size.into());
         let read = self.bounded(async { Ok(read.await?) });
         self.xattrs.read(ino, read).await
+    }
+
+    /// `size` bytes at `offset` of `node` from its whole copy in the cache, chunk by chunk
+    /// checked (`WholeFiles::read_checked`), if it has one: a new daemon's first reads of a
+    /// file it copied in an earlier run. `None`: read the blocks.
+    async fn read_copy(&self, node: &Inode, offset: u64, size: u32) -> Option<Bytes> {
+        let whole = self.whole.as_ref()?;
+        if !node.is_immutable() || !whole.has_copy(&node.cid, node.size) {
+            return None;
+        }
+        let (whole, cid, file_size) = (Arc::clone(whole), node.cid, node.size);
+        let read = move || whole.read_checked(&cid, file_size, offset, size.into());
+        tokio::task::spawn_blocking(read).await.ok().flatten()
     }
 
     /// The target of the symlink `ino`.

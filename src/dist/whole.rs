@@ -3,7 +3,7 @@
 //!
 //! A file is offered when the last handle that read it through the daemon closes (see
 //! `fs::iomode`): a whole copy already on disk is proved then, the first time in a daemon's
-//! life. It is copied only if the cache holds every block of it: a copy never
+//! life, unless those reads, answered from the copy chunk by chunk, proved it already. It is copied only if the cache holds every block of it: a copy never
 //! fetches, so a file read in part (an AppImage that touched a tenth of itself) costs one
 //! walk over its internal nodes, which are held, and stays as it is. The bytes are read
 //! from the held blocks with the same range reads FUSE reads use, so each block is proved

@@ -129,6 +129,202 @@ pub(super) fn read_seal(file: &File) -> Option<[u8; LEN]> {
     (n == LEN as isize).then_some(found)
 }
 
+/// The extended attribute that holds a whole file's chunk sums.
+const SUMS_ATTR: &CStr = c"user.distfs.sums";
+/// The chunk sums format: a version byte, the chunk size's log2, the chunk count (u32 LE),
+/// then each chunk's XXH3-64 (u64 LE), seeded by the whole file's seal seed and the chunk's
+/// number.
+const SUMS_VERSION: u8 = 1;
+/// At most this many chunks, so the attribute (2 KiB and a few bytes) fits beside the seal
+/// in the one 4 KiB block ext4 keeps for all of a file's attributes.
+const MAX_CHUNKS: u64 = 256;
+/// The smallest chunk: 1 MiB, at most one FUSE read's worth of reading ahead.
+const MIN_CHUNK_SHIFT: u32 = 20;
+const MAX_CHUNK_SHIFT: u32 = 48;
+const SUMS_HEADER: usize = 6;
+
+/// The seed of chunk `index` of the file named `cid`.
+fn chunk_seed(base: u64, index: u64) -> u64 {
+    base ^ (index + 1).wrapping_mul(0x9E37_79B9_7F4A_7C15)
+}
+
+/// Per-chunk seals of a whole file (`store::whole`): what lets the daemon serve a part of a
+/// copy it has not proved in full, checking only the chunks that part touches. Chunks are a
+/// power of two of at least 1 MiB, and a file has at most 256 of them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(super) struct ChunkSums {
+    shift: u32,
+    sums: Vec<u64>,
+    seed: u64,
+}
+
+/// The chunk size's log2 for a file of `size` bytes.
+fn chunk_shift(size: u64) -> u32 {
+    let per = size.div_ceil(MAX_CHUNKS).max(1);
+    per.next_power_of_two()
+        .trailing_zeros()
+        .clamp(MIN_CHUNK_SHIFT, MAX_CHUNK_SHIFT)
+}
+
+impl ChunkSums {
+    /// The chunk size in bytes.
+    pub(super) fn chunk_size(&self) -> u64 {
+        1 << self.shift
+    }
+
+    /// How many chunks the file has.
+    pub(super) fn count(&self) -> usize {
+        self.sums.len()
+    }
+
+    /// The chunk that holds byte `offset`.
+    pub(super) fn chunk_of(&self, offset: u64) -> u64 {
+        offset >> self.shift
+    }
+
+    /// A hasher for chunk `index`'s bytes, to give to [`ChunkSums::matches`].
+    pub(super) fn hasher(&self, index: u64) -> Xxh3 {
+        Xxh3::with_seed(chunk_seed(self.seed, index))
+    }
+
+    /// Whether the bytes `hasher` (from [`ChunkSums::hasher`]) saw are chunk `index`'s.
+    pub(super) fn matches(&self, index: u64, hasher: &Xxh3) -> bool {
+        usize::try_from(index)
+            .ok()
+            .and_then(|i| self.sums.get(i))
+            .is_some_and(|&want| hasher.digest() == want)
+    }
+
+    /// Whether `data` is chunk `index`'s bytes.
+    #[cfg(test)]
+    fn check(&self, index: u64, data: &[u8]) -> bool {
+        let mut hasher = self.hasher(index);
+        hasher.update(data);
+        self.matches(index, &hasher)
+    }
+
+    fn encode(&self) -> Vec<u8> {
+        let mut out = Vec::with_capacity(SUMS_HEADER + 8 * self.sums.len());
+        out.push(SUMS_VERSION);
+        out.push(self.shift as u8);
+        out.extend_from_slice(&(self.sums.len() as u32).to_le_bytes());
+        for sum in &self.sums {
+            out.extend_from_slice(&sum.to_le_bytes());
+        }
+        out
+    }
+}
+
+/// Chunk sums computed as a whole file's bytes stream by.
+pub(super) struct StreamingSums {
+    shift: u32,
+    seed: u64,
+    sums: Vec<u64>,
+    chunk: Xxh3,
+    in_chunk: u64,
+}
+
+impl StreamingSums {
+    /// The sums of a file of `size` bytes stored under `cid`'s name.
+    pub(super) fn new(cid: &Cid, size: u64) -> StreamingSums {
+        let seed = xxh3_64(&cid.hash().to_bytes());
+        StreamingSums {
+            shift: chunk_shift(size),
+            seed,
+            sums: Vec::new(),
+            chunk: Xxh3::with_seed(chunk_seed(seed, 0)),
+            in_chunk: 0,
+        }
+    }
+
+    /// Adds the next bytes.
+    pub(super) fn update(&mut self, mut bytes: &[u8]) {
+        let size = 1u64 << self.shift;
+        while !bytes.is_empty() {
+            let take = usize::try_from(size - self.in_chunk)
+                .unwrap_or(usize::MAX)
+                .min(bytes.len());
+            self.chunk.update(&bytes[..take]);
+            self.in_chunk += take as u64;
+            bytes = &bytes[take..];
+            if self.in_chunk == size {
+                self.close_chunk();
+            }
+        }
+    }
+
+    fn close_chunk(&mut self) {
+        self.sums.push(self.chunk.digest());
+        let next = chunk_seed(self.seed, self.sums.len() as u64);
+        self.chunk = Xxh3::with_seed(next);
+        self.in_chunk = 0;
+    }
+
+    /// The sums of all the bytes given.
+    pub(super) fn finish(mut self) -> ChunkSums {
+        if self.in_chunk > 0 {
+            self.close_chunk();
+        }
+        ChunkSums {
+            shift: self.shift,
+            sums: self.sums,
+            seed: self.seed,
+        }
+    }
+}
+
+/// Writes `sums` into `file`'s chunk sums attribute; false if the filesystem refused.
+pub(super) fn write_sums(file: &File, sums: &ChunkSums) -> bool {
+    let bytes = sums.encode();
+    // SAFETY: `SUMS_ATTR` is NUL-terminated and `bytes` is a live buffer of the length given.
+    let rc = unsafe {
+        libc::fsetxattr(
+            file.as_raw_fd(),
+            SUMS_ATTR.as_ptr(),
+            bytes.as_ptr().cast(),
+            bytes.len(),
+            0,
+        )
+    };
+    rc == 0
+}
+
+/// The chunk sums of `file`, a whole file of `size` bytes stored under `cid`'s name, if it
+/// has sums of the right format and shape for that size.
+pub(super) fn read_sums(file: &File, cid: &Cid, size: u64) -> Option<ChunkSums> {
+    let mut found = vec![0u8; SUMS_HEADER + 8 * MAX_CHUNKS as usize];
+    // SAFETY: `SUMS_ATTR` is NUL-terminated and `found` is a live buffer of the length
+    // given; the kernel writes at most that many bytes (ERANGE if the attribute is longer).
+    let n = unsafe {
+        libc::fgetxattr(
+            file.as_raw_fd(),
+            SUMS_ATTR.as_ptr(),
+            found.as_mut_ptr().cast(),
+            found.len(),
+        )
+    };
+    let found = found.get(..usize::try_from(n).ok()?)?;
+    let (header, body) = found.split_at_checked(SUMS_HEADER)?;
+    let shift = u32::from(header[1]);
+    let count = u32::from_le_bytes(header[2..6].try_into().ok()?);
+    if header[0] != SUMS_VERSION
+        || shift != chunk_shift(size)
+        || u64::from(count) != size.div_ceil(1 << shift)
+        || body.len() != 8 * count as usize
+    {
+        return None;
+    }
+    let sums = body
+        .chunks_exact(8)
+        .map(|b| u64::from_le_bytes(b.try_into().unwrap_or_default()))
+        .collect();
+    Some(ChunkSums {
+        shift,
+        sums,
+        seed: xxh3_64(&cid.hash().to_bytes()),
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -171,5 +367,56 @@ mod tests {
             s.update(piece);
         }
         assert_eq!(s.finish(), compute(a.cid(), a.data()));
+    }
+
+    #[test]
+    fn chunk_sums_check_each_chunk_and_survive_their_attribute() {
+        let name = block(b"a whole file's root");
+        let size = 3 * 1024 * 1024 + 5;
+        let data: Vec<u8> = (0..size).map(|i| (i * 13 % 253) as u8).collect();
+        let mut s = StreamingSums::new(name.cid(), size as u64);
+        // Pieces that straddle chunk boundaries.
+        for piece in data.chunks(700_001) {
+            s.update(piece);
+        }
+        let sums = s.finish();
+        assert_eq!(sums.chunk_size(), 1 << 20);
+        assert_eq!(sums.count(), 4);
+        for (i, chunk) in data.chunks(1 << 20).enumerate() {
+            assert!(sums.check(i as u64, chunk), "chunk {i}");
+            assert!(
+                !sums.check(i as u64 + 1, chunk),
+                "chunk {i} under another number"
+            );
+        }
+        let mut bad = data[..1 << 20].to_vec();
+        bad[77] ^= 1;
+        assert!(!sums.check(0, &bad));
+        assert!(!sums.check(99, b""));
+
+        let dir = tempfile::tempdir().unwrap();
+        let f = File::create(dir.path().join("w")).unwrap();
+        assert!(write_sums(&f, &sums));
+        assert_eq!(read_sums(&f, name.cid(), size as u64), Some(sums.clone()));
+        // Sums of another size, or under another name, do not apply.
+        assert_eq!(read_sums(&f, name.cid(), size as u64 + (1 << 20)), None);
+        let other = read_sums(&f, block(b"other").cid(), size as u64).unwrap();
+        assert!(!other.check(0, &data[..1 << 20]));
+        assert_eq!(
+            read_sums(&File::create(dir.path().join("x")).unwrap(), name.cid(), 5),
+            None
+        );
+    }
+
+    #[test]
+    fn large_files_get_larger_chunks_never_more_than_the_attribute_holds() {
+        assert_eq!(chunk_shift(1), MIN_CHUNK_SHIFT);
+        assert_eq!(chunk_shift(256 << 20), 20);
+        assert_eq!(chunk_shift((256 << 20) + 1), 21);
+        assert_eq!(chunk_shift(1 << 30), 22);
+        for size in [1u64, 1 << 20, 5 << 30, (1 << 40) + 3, 1 << 56] {
+            let shift = chunk_shift(size);
+            assert!(size.div_ceil(1 << shift) <= MAX_CHUNKS, "{size}");
+        }
     }
 }

@@ -9,11 +9,17 @@
 //! file under its name.
 //!
 //! Passthrough reads bypass the daemon, so a whole file is handed out ([`WholeFiles::open`])
-//! only after it was proved by this process: written by it, or read in full with its seal
-//! matching. That proof runs when the first handle of a session, which reads through the
-//! daemon as before, closes. A whole file that fails its proof is deleted. What a proof cannot catch is a disk that changes the bytes later, while the
+//! only after it was proved by this process: written by it, read in full with its seal
+//! matching (a job run when the first handle of a session closes), or read chunk by chunk
+//! through the daemon with every chunk matching its sum ([`WholeFiles::read_checked`], what
+//! a new daemon's first reads of the file do). A whole file that fails its proof is
+//! deleted. What a proof cannot catch is a disk that changes the bytes later, while the
 //! daemon runs: block reads check their seal every time, passthrough reads do not (see
 //! `--no-passthrough`).
+//!
+//! Besides its seal, a whole file carries chunk sums (`user.distfs.sums`: XXH3-64 of each
+//! chunk of 1 MiB or more, at most 256 chunks), so that a part of it can be checked and
+//! answered before the rest was read.
 //!
 //! Whole files count towards the cache quota under their own index key (the multihash
 //! followed by [`WHOLE_MARK`]) and are evicted like blocks. One is written only if it fits
@@ -36,6 +42,8 @@ use super::index::Key;
 use super::quota::Quota;
 use super::seal;
 use crate::block::multihash_key;
+
+mod checked;
 
 /// Files smaller than this are never copied whole: the page cache serves them well, and a
 /// copy would cost a file, an fsync and a quota entry each.
@@ -93,6 +101,8 @@ pub struct WholeFiles {
     /// Keys of the whole files proved by this process. The mutex guards only set
     /// operations (no I/O while held).
     proved: Mutex<HashSet<Key>>,
+    /// Copies open for reads through the daemon before they are proved.
+    checking: checked::Open,
     /// A write or proof is running.
     busy: AtomicBool,
     /// The cache's filesystem cannot seal whole files: none are written.
@@ -125,6 +135,7 @@ impl WholeFiles {
         Arc::new(WholeFiles {
             quota,
             proved: Mutex::default(),
+            checking: checked::Open::default(),
             busy: AtomicBool::new(false),
             unsealable: AtomicBool::new(false),
             job_delay: std::env::var(JOB_DELAY_ENV)
@@ -175,6 +186,67 @@ impl WholeFiles {
             // Evicted (or changed under us): it has to be written and proved again.
             _ => {
                 self.proved().remove(&key);
+                self.checking.remove(&key);
+                None
+            }
+        }
+    }
+
+    /// Whether the cache holds a whole copy of `cid` (a file of `size` bytes), proved or
+    /// not: a read of it may be answered by [`WholeFiles::read_checked`]. Never blocks on
+    /// I/O.
+    pub fn has_copy(&self, cid: &Cid, size: u64) -> bool {
+        size >= MIN_SIZE && self.quota.index().contains(&key_of(cid))
+    }
+
+    /// `len` bytes at `offset` of the file `cid` (`size` bytes) from its whole copy, for a
+    /// read through the daemon: each chunk the read touches is checked against the copy's
+    /// chunk sums the first time this process reads it, and a copy with every chunk checked
+    /// is proved (later opens get it by passthrough). `None` when there is no copy, it has
+    /// no sums and is not proved, or it failed: the caller reads the blocks. A copy with a
+    /// wrong chunk is deleted. Blocking: local file reads.
+    pub fn read_checked(&self, cid: &Cid, size: u64, offset: u64, len: u64) -> Option<Bytes> {
+        if !self.has_copy(cid, size) {
+            self.checking.remove(&key_of(cid));
+            return None;
+        }
+        let key = key_of(cid);
+        let trusted = self.proved().contains(&key);
+        let copy = match self.checking.get(&key) {
+            Some(copy) => copy,
+            None => {
+                let path = self.quota.disk().whole_path_of(cid);
+                let file = File::open(&path).ok()?;
+                if file.metadata().ok()?.len() != size {
+                    return None;
+                }
+                let sums = match seal::read_sums(&file, cid, size) {
+                    Some(sums) => sums,
+                    // An older copy: usable only once proved as a whole.
+                    None if trusted => seal::StreamingSums::new(cid, 0).finish(),
+                    None => return None,
+                };
+                let copy = checked::Checking::new(key.clone(), file, size, sums);
+                self.checking.insert(Arc::clone(&copy));
+                copy
+            }
+        };
+        match copy.read(offset, len, trusted) {
+            checked::Read::Bytes { bytes, proved } => {
+                if proved && self.proved().insert(key) {
+                    self.proved_count.fetch_add(1, Ordering::Relaxed);
+                    tracing::debug!(cid = %cid, size, "whole file proved chunk by chunk");
+                }
+                Some(Bytes::from(bytes))
+            }
+            checked::Read::Wrong { chunk } => {
+                let path = self.quota.disk().whole_path_of(cid);
+                self.drop_file(cid, &path, &format!("chunk {chunk} does not match its sum"));
+                None
+            }
+            checked::Read::Failed(e) => {
+                tracing::debug!(cid = %cid, "reading the whole copy failed: {e}");
+                self.checking.remove(&copy.key);
                 None
             }
         }
@@ -250,6 +322,7 @@ impl WholeFiles {
         tracing::warn!(cid = %cid, path = %path.display(), "dropping a whole file: {why}");
         let key = key_of(cid);
         self.proved().remove(&key);
+        self.checking.remove(&key);
         let _ = std::fs::remove_file(path);
         self.quota.forget_key(&key);
         self.dropped.fetch_add(1, Ordering::Relaxed);
@@ -321,6 +394,7 @@ impl Ticket {
         let result = (|| {
             let mut file = File::create(&tmp).map_err(io_err(&tmp))?;
             let mut seal = seal::Streaming::new(&cid);
+            let mut sums = seal::StreamingSums::new(&cid, size);
             let mut offset = 0;
             while offset < size {
                 let want = CHUNK.min(size - offset);
@@ -337,11 +411,17 @@ impl Ticket {
                     });
                 }
                 seal.update(&bytes);
+                sums.update(&bytes);
                 file.write_all(&bytes).map_err(io_err(&tmp))?;
                 offset += want;
             }
             if !seal::write_seal(&file, &seal.finish()) {
                 return Err(WholeError::Unsealable { path: tmp.clone() });
+            }
+            // Best effort: without sums, a new daemon reads the blocks until it proved
+            // the copy as a whole.
+            if !seal::write_sums(&file, &sums.finish()) {
+                tracing::debug!("the filesystem refused the chunk sums of {}", tmp.display());
             }
             file.sync_all().map_err(io_err(&tmp))?;
             std::fs::rename(&tmp, &path).map_err(io_err(&path))?;
@@ -380,6 +460,7 @@ impl Ticket {
                 return Ok(Err("it has no seal".into()));
             };
             let mut seal = seal::Streaming::new(&cid);
+            let mut sums = seal::StreamingSums::new(&cid, size);
             let mut buf = vec![0u8; CHUNK as usize];
             loop {
                 let n = file.read(&mut buf)?;
@@ -387,8 +468,14 @@ impl Ticket {
                     break;
                 }
                 seal.update(&buf[..n]);
+                sums.update(&buf[..n]);
             }
             Ok(if seal.finish() == want {
+                // A copy from before chunk sums, or with its sums damaged, gets them now.
+                let sums = sums.finish();
+                if seal::read_sums(&file, &cid, size).as_ref() != Some(&sums) {
+                    seal::write_sums(&file, &sums);
+                }
                 Ok(())
             } else {
                 Err("its bytes do not match its seal".into())
@@ -414,6 +501,7 @@ mod tests {
     use super::*;
     use crate::block::{codec, Block};
     use crate::store::disk::DiskStore;
+    use std::os::fd::AsRawFd;
 
     const SIZE: usize = 3 * 1024 * 1024 + 77;
 
@@ -565,6 +653,110 @@ mod tests {
         assert!(tight.begin(&cid, SIZE as u64).is_none());
         // Files below the minimum are never copied.
         assert!(whole.begin(&cid, MIN_SIZE - 1).is_none());
+    }
+
+    /// Reads all of `cid`'s file through `read_checked` in `step`-byte reads.
+    fn read_through(whole: &WholeFiles, step: u64) -> Option<Vec<u8>> {
+        let cid = content().0;
+        let mut out = Vec::new();
+        while (out.len() as u64) < SIZE as u64 {
+            let got = whole.read_checked(&cid, SIZE as u64, out.len() as u64, step)?;
+            assert!(!got.is_empty());
+            out.extend_from_slice(&got);
+        }
+        Some(out)
+    }
+
+    #[test]
+    fn a_new_process_reads_a_copy_chunk_by_chunk_and_is_proved_at_its_end() {
+        let dir = tempfile::tempdir().unwrap();
+        let (cid, data) = content();
+        let size = SIZE as u64;
+        write_job(&setup(dir.path(), None))
+            .write(reader(&data))
+            .unwrap();
+
+        let again = setup(dir.path(), None);
+        assert!(again.has_copy(&cid, size));
+        assert!(again.open(&cid, size).is_none(), "not proved yet");
+        // A read across a chunk boundary, one at the end, and one past it.
+        let mid = (1 << 20) - 100;
+        let got = again.read_checked(&cid, size, mid, 300).unwrap();
+        assert_eq!(got, data[mid as usize..mid as usize + 300]);
+        let got = again.read_checked(&cid, size, size - 10, 4096).unwrap();
+        assert_eq!(got, data[SIZE - 10..]);
+        assert!(again.read_checked(&cid, size, size, 10).unwrap().is_empty());
+        assert_eq!(again.stats().proved, 0, "chunk 3 of 4 is unread");
+        assert!(again.open(&cid, size).is_none());
+        assert_eq!(read_through(&again, 128 * 1024).unwrap(), data);
+        assert_eq!(again.stats().proved, 1, "every chunk checked");
+        assert!(again.open(&cid, size).is_some());
+        assert!(again.begin(&cid, size).is_none(), "no proof left to run");
+        // Reads after the proof are plain reads of the copy.
+        assert_eq!(read_through(&again, 1 << 20).unwrap(), data);
+        assert_eq!(again.stats().proved, 1);
+
+        // Evicted: nothing to read from, and its file is let go.
+        again.quota.evict_to(0);
+        assert!(!again.has_copy(&cid, size));
+        assert!(again.read_checked(&cid, size, 0, 10).is_none());
+        assert!(again.checking.get(&key_of(&cid)).is_none());
+    }
+
+    #[test]
+    fn a_wrong_chunk_deletes_the_copy_before_any_of_its_bytes_are_answered() {
+        let dir = tempfile::tempdir().unwrap();
+        let (cid, data) = content();
+        let size = SIZE as u64;
+        let whole = setup(dir.path(), None);
+        write_job(&whole).write(reader(&data)).unwrap();
+        let path = whole.quota.disk().whole_path_of(&cid);
+        // One flipped bit in chunk 2, in place (the attributes stay).
+        let at = (2 << 20) + 12345;
+        let file = std::fs::OpenOptions::new().write(true).open(&path).unwrap();
+        std::os::unix::fs::FileExt::write_all_at(&file, &[data[at] ^ 4], at as u64).unwrap();
+
+        let again = setup(dir.path(), None);
+        let got = again.read_checked(&cid, size, 0, 1 << 20).unwrap();
+        assert_eq!(got, data[..1 << 20], "chunk 0 is right");
+        // A read of a few right bytes of the wrong chunk is refused all the same.
+        assert!(again.read_checked(&cid, size, 2 << 20, 10).is_none());
+        assert_eq!(again.stats().dropped, 1);
+        assert!(!path.exists(), "the wrong copy is deleted");
+        assert_eq!(again.quota.usage().bytes, 0, "and forgotten by the quota");
+        assert!(again.read_checked(&cid, size, 0, 10).is_none());
+        assert!(again.open(&cid, size).is_none());
+    }
+
+    #[test]
+    fn a_copy_without_sums_is_read_only_once_proved_and_gets_them_then() {
+        let dir = tempfile::tempdir().unwrap();
+        let (cid, data) = content();
+        let size = SIZE as u64;
+        let whole = setup(dir.path(), None);
+        write_job(&whole).write(reader(&data)).unwrap();
+        let path = whole.quota.disk().whole_path_of(&cid);
+        let file = File::open(&path).unwrap();
+        assert!(
+            seal::read_sums(&file, &cid, size).is_some(),
+            "written with sums"
+        );
+        // As a copy written before chunk sums existed.
+        let rc = unsafe { libc::fremovexattr(file.as_raw_fd(), c"user.distfs.sums".as_ptr()) };
+        assert_eq!(rc, 0);
+
+        let again = setup(dir.path(), None);
+        assert!(again.read_checked(&cid, size, 0, 10).is_none());
+        prove(&again, size);
+        assert_eq!(again.stats().proved, 1);
+        assert_eq!(read_through(&again, 1 << 20).unwrap(), data);
+        assert!(
+            seal::read_sums(&file, &cid, size).is_some(),
+            "the proof wrote them"
+        );
+        let third = setup(dir.path(), None);
+        assert_eq!(read_through(&third, 1 << 20).unwrap(), data);
+        assert_eq!(third.stats().proved, 1);
     }
 
     fn walkdir(dir: &Path) -> Vec<PathBuf> {
