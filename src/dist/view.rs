@@ -212,6 +212,7 @@ impl DistView {
             return;
         };
         if node.kind == Kind::File && node.is_immutable() {
+            whole.closed(&node.cid);
             super::whole::offer(self.store.clone(), whole, node.cid, node.size);
         }
     }
@@ -485,8 +486,17 @@ impl DistView {
             return None;
         }
         let (whole, cid, file_size) = (Arc::clone(whole), node.cid, node.size);
-        let read = move || whole.read_checked(&cid, file_size, offset, size.into());
-        tokio::task::spawn_blocking(read).await.ok().flatten()
+        let (bytes, ahead) = match whole.read_kept(&cid, file_size, offset, size.into()) {
+            Some(kept) => kept,
+            None => {
+                let read = move || whole.read_checked(&cid, file_size, offset, size.into());
+                tokio::task::spawn_blocking(read).await.ok().flatten()?
+            }
+        };
+        if let Some(ahead) = ahead {
+            tokio::task::spawn_blocking(move || ahead.run());
+        }
+        Some(bytes)
     }
 
     /// The target of the symlink `ino`.

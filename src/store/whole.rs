@@ -204,44 +204,55 @@ impl WholeFiles {
     /// chunk sums the first time this process reads it, and a copy with every chunk checked
     /// is proved (later opens get it by passthrough). `None` when there is no copy, it has
     /// no sums and is not proved, or it failed: the caller reads the blocks. A copy with a
-    /// wrong chunk is deleted. Blocking: local file reads.
-    pub fn read_checked(&self, cid: &Cid, size: u64, offset: u64, len: u64) -> Option<Bytes> {
+    /// wrong chunk is deleted. Blocking: local file reads. Run the [`ReadAhead`] it may
+    /// give on another blocking thread.
+    pub fn read_checked(
+        self: &Arc<Self>,
+        cid: &Cid,
+        size: u64,
+        offset: u64,
+        len: u64,
+    ) -> Option<(Bytes, Option<ReadAhead>)> {
+        let key = key_of(cid);
         if !self.has_copy(cid, size) {
-            self.checking.remove(&key_of(cid));
+            self.checking.remove(&key);
             return None;
         }
-        let key = key_of(cid);
         let trusted = self.proved().contains(&key);
         let copy = match self.checking.get(&key) {
             Some(copy) => copy,
             None => {
                 let path = self.quota.disk().whole_path_of(cid);
-                let file = File::open(&path).ok()?;
+                let file = checked::open(&path).ok()?;
                 if file.metadata().ok()?.len() != size {
                     return None;
                 }
                 let sums = match seal::read_sums(&file, cid, size) {
                     Some(sums) => sums,
                     // An older copy: usable only once proved as a whole.
-                    None if trusted => seal::StreamingSums::new(cid, 0).finish(),
+                    None if trusted => seal::StreamingSums::new(cid, size).finish(),
                     None => return None,
                 };
-                let copy = checked::Checking::new(key.clone(), file, size, sums);
+                let kept = Arc::clone(&self.checking.kept);
+                let copy = checked::Checking::new(key, file, size, sums, kept);
                 self.checking.insert(Arc::clone(&copy));
                 copy
             }
         };
         match copy.read(offset, len, trusted) {
-            checked::Read::Bytes { bytes, proved } => {
-                if proved && self.proved().insert(key) {
-                    self.proved_count.fetch_add(1, Ordering::Relaxed);
-                    tracing::debug!(cid = %cid, size, "whole file proved chunk by chunk");
+            checked::Read::Bytes {
+                bytes,
+                proved,
+                ahead,
+            } => {
+                if proved {
+                    self.chunks_proved(cid, size);
                 }
-                Some(Bytes::from(bytes))
+                let ahead = ahead.map(|chunk| self.read_ahead(copy, cid, size, chunk));
+                Some((bytes, ahead))
             }
             checked::Read::Wrong { chunk } => {
-                let path = self.quota.disk().whole_path_of(cid);
-                self.drop_file(cid, &path, &format!("chunk {chunk} does not match its sum"));
+                self.chunk_wrong(cid, chunk);
                 None
             }
             checked::Read::Failed(e) => {
@@ -250,6 +261,56 @@ impl WholeFiles {
                 None
             }
         }
+    }
+
+    /// [`WholeFiles::read_checked`] if it can be answered without I/O, from the chunks
+    /// kept in memory for the reads of `cid`'s copy: so it needs no blocking thread.
+    pub fn read_kept(
+        self: &Arc<Self>,
+        cid: &Cid,
+        size: u64,
+        offset: u64,
+        len: u64,
+    ) -> Option<(Bytes, Option<ReadAhead>)> {
+        let copy = self.checking.get(&key_of(cid))?;
+        let (bytes, ahead) = copy.read_kept(offset, len)?;
+        let ahead = ahead.map(|chunk| self.read_ahead(copy, cid, size, chunk));
+        Some((bytes, ahead))
+    }
+
+    fn read_ahead(
+        self: &Arc<Self>,
+        copy: Arc<checked::Checking>,
+        cid: &Cid,
+        size: u64,
+        chunk: u64,
+    ) -> ReadAhead {
+        ReadAhead {
+            whole: Arc::clone(self),
+            trusted: self.proved().contains(&copy.key),
+            copy,
+            cid: *cid,
+            size,
+            chunk,
+        }
+    }
+
+    /// No handle reads `cid`'s file through the daemon any more: its copy, if open for
+    /// checked reads, is closed and its buffers freed.
+    pub fn closed(&self, cid: &Cid) {
+        self.checking.remove(&key_of(cid));
+    }
+
+    fn chunks_proved(&self, cid: &Cid, size: u64) {
+        if self.proved().insert(key_of(cid)) {
+            self.proved_count.fetch_add(1, Ordering::Relaxed);
+            tracing::debug!(cid = %cid, size, "whole file proved chunk by chunk");
+        }
+    }
+
+    fn chunk_wrong(&self, cid: &Cid, chunk: u64) {
+        let path = self.quota.disk().whole_path_of(cid);
+        self.drop_file(cid, &path, &format!("chunk {chunk} does not match its sum"));
     }
 
     /// The work the file `cid` (`size` bytes) needs, if any, with the turn to do it: a
@@ -326,6 +387,33 @@ impl WholeFiles {
         let _ = std::fs::remove_file(path);
         self.quota.forget_key(&key);
         self.dropped.fetch_add(1, Ordering::Relaxed);
+    }
+}
+
+/// A chunk of a whole copy to read ahead of the reads that will want it, on a blocking
+/// thread ([`WholeFiles::read_checked`] asks for it).
+#[derive(Debug)]
+pub struct ReadAhead {
+    whole: Arc<WholeFiles>,
+    copy: Arc<checked::Checking>,
+    cid: Cid,
+    size: u64,
+    chunk: u64,
+    trusted: bool,
+}
+
+impl ReadAhead {
+    /// Reads and checks the chunk. Blocking.
+    pub fn run(self) {
+        match self.copy.read_ahead(self.chunk, self.trusted) {
+            Ok(Some(true)) => self.whole.chunks_proved(&self.cid, self.size),
+            Ok(Some(false)) => {}
+            Ok(None) => self.whole.chunk_wrong(&self.cid, self.chunk),
+            Err(e) => {
+                tracing::debug!(cid = %self.cid, "reading ahead in the whole copy failed: {e}");
+                self.whole.checking.remove(&self.copy.key);
+            }
+        }
     }
 }
 
@@ -655,12 +743,20 @@ mod tests {
         assert!(whole.begin(&cid, MIN_SIZE - 1).is_none());
     }
 
+    /// `read_checked`, with its read-ahead run at once.
+    fn read_at(whole: &Arc<WholeFiles>, offset: u64, len: u64) -> Option<Bytes> {
+        let (bytes, ahead) = whole.read_checked(&content().0, SIZE as u64, offset, len)?;
+        if let Some(ahead) = ahead {
+            ahead.run();
+        }
+        Some(bytes)
+    }
+
     /// Reads all of `cid`'s file through `read_checked` in `step`-byte reads.
-    fn read_through(whole: &WholeFiles, step: u64) -> Option<Vec<u8>> {
-        let cid = content().0;
+    fn read_through(whole: &Arc<WholeFiles>, step: u64) -> Option<Vec<u8>> {
         let mut out = Vec::new();
         while (out.len() as u64) < SIZE as u64 {
-            let got = whole.read_checked(&cid, SIZE as u64, out.len() as u64, step)?;
+            let got = read_at(whole, out.len() as u64, step)?;
             assert!(!got.is_empty());
             out.extend_from_slice(&got);
         }
@@ -681,11 +777,13 @@ mod tests {
         assert!(again.open(&cid, size).is_none(), "not proved yet");
         // A read across a chunk boundary, one at the end, and one past it.
         let mid = (1 << 20) - 100;
-        let got = again.read_checked(&cid, size, mid, 300).unwrap();
+        // (Their read-ahead of chunk 2 is not run.)
+        let (got, ahead) = again.read_checked(&cid, size, mid, 300).unwrap();
         assert_eq!(got, data[mid as usize..mid as usize + 300]);
-        let got = again.read_checked(&cid, size, size - 10, 4096).unwrap();
+        assert_eq!(ahead.map(|a| a.chunk), Some(2));
+        let got = read_at(&again, size - 10, 4096).unwrap();
         assert_eq!(got, data[SIZE - 10..]);
-        assert!(again.read_checked(&cid, size, size, 10).unwrap().is_empty());
+        assert!(read_at(&again, size, 10).unwrap().is_empty());
         assert_eq!(again.stats().proved, 0, "chunk 3 of 4 is unread");
         assert!(again.open(&cid, size).is_none());
         assert_eq!(read_through(&again, 128 * 1024).unwrap(), data);
@@ -695,11 +793,28 @@ mod tests {
         // Reads after the proof are plain reads of the copy.
         assert_eq!(read_through(&again, 1 << 20).unwrap(), data);
         assert_eq!(again.stats().proved, 1);
+        // The chunks kept for those reads are bounded, and freed when the file is closed.
+        let kept = || again.checking.kept.load(Ordering::Acquire);
+        let most = checked::WINDOW as u64 * (1 << 20);
+        assert!(kept() > 0 && kept() <= most, "{} bytes kept", kept());
+        again.closed(&cid);
+        assert_eq!(kept(), 0);
+
+        // With no room to keep chunks, each is streamed through its check, and the reads
+        // are read on their own: the same bytes, and the same proof.
+        let tight = setup(dir.path(), None);
+        tight
+            .checking
+            .kept
+            .store(checked::BUDGET, Ordering::Release);
+        assert_eq!(read_through(&tight, 100_000).unwrap(), data);
+        assert_eq!(tight.stats().proved, 1);
+        assert_eq!(tight.checking.kept.load(Ordering::Acquire), checked::BUDGET);
 
         // Evicted: nothing to read from, and its file is let go.
         again.quota.evict_to(0);
         assert!(!again.has_copy(&cid, size));
-        assert!(again.read_checked(&cid, size, 0, 10).is_none());
+        assert!(read_at(&again, 0, 10).is_none());
         assert!(again.checking.get(&key_of(&cid)).is_none());
     }
 
@@ -717,14 +832,14 @@ mod tests {
         std::os::unix::fs::FileExt::write_all_at(&file, &[data[at] ^ 4], at as u64).unwrap();
 
         let again = setup(dir.path(), None);
-        let got = again.read_checked(&cid, size, 0, 1 << 20).unwrap();
+        let got = read_at(&again, 0, 1 << 20).unwrap();
         assert_eq!(got, data[..1 << 20], "chunk 0 is right");
         // A read of a few right bytes of the wrong chunk is refused all the same.
-        assert!(again.read_checked(&cid, size, 2 << 20, 10).is_none());
+        assert!(read_at(&again, 2 << 20, 10).is_none());
         assert_eq!(again.stats().dropped, 1);
         assert!(!path.exists(), "the wrong copy is deleted");
         assert_eq!(again.quota.usage().bytes, 0, "and forgotten by the quota");
-        assert!(again.read_checked(&cid, size, 0, 10).is_none());
+        assert!(read_at(&again, 0, 10).is_none());
         assert!(again.open(&cid, size).is_none());
     }
 
@@ -746,7 +861,7 @@ mod tests {
         assert_eq!(rc, 0);
 
         let again = setup(dir.path(), None);
-        assert!(again.read_checked(&cid, size, 0, 10).is_none());
+        assert!(read_at(&again, 0, 10).is_none());
         prove(&again, size);
         assert_eq!(again.stats().proved, 1);
         assert_eq!(read_through(&again, 1 << 20).unwrap(), data);
