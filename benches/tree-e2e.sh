@@ -4,7 +4,9 @@
 # HAMT-sharded by `distfs add`, like a big project tree imported by Kubo), warm (every block
 # in the cache dir, fresh mount), against `ls -lR` of the same tree on local disk (page cache
 # warm) in the same run. Also prints the cold figure (empty cache, blocks from `distfs serve`
-# on loopback) and the mount daemon's peak RSS (VmHWM).
+# on loopback), the mount daemon's peak RSS (VmHWM), and the time to open and read every
+# file of one directory (`cat` of FILES files, warm, right after the `ls -lR` of the same
+# fresh mount) against the same `cat` on local disk (page cache warm).
 #
 # DISTFS_BENCH_BEFORE=PATH runs the distfs cases a second time with the binary at PATH;
 # DISTFS_BENCH_LATENCY_MS=N puts N ms before every gateway response (a distant gateway).
@@ -58,6 +60,9 @@ timed() { local t0; t0=$(now); "$@" >/dev/null; echo "$(now) - $t0" | bc -l; }
 
 ls -lR "$tree/proj" >/dev/null # page cache warm
 local_s=$(for _ in $(seq "$runs"); do timed ls -lR "$tree/proj"; done | median)
+cat_dir() { find "$1/proj/v1/src00" -type f -exec cat {} +; }
+cat_dir "$tree" >/dev/null
+local_cat_s=$(for _ in $(seq "$runs"); do timed cat_dir "$tree"; done | median)
 want=$(ls -lR "$tree/proj" | grep -c '^-')
 
 case_for() { # prefix
@@ -68,19 +73,24 @@ case_for() { # prefix
     got=$(ls -lR "$mnt/proj" | grep -c '^-')
     [ "$got" = "$want" ] || { echo "tree-e2e: ls -lR through the mount listed $got files, want $want" >&2; exit 1; }
     stop_mount
+    : >"$work/cat-$p"
     warm=$(for _ in $(seq "$runs"); do
         start_mount "$cache"
         timed ls -lR "$mnt/proj"
+        timed cat_dir "$mnt" >>"$work/cat-$p"
         hwm_kib >"$work/hwm-$p"
         stop_mount
     done | median)
     hwm=$(cat "$work/hwm-$p")
-    printf '%-28s %9.3f %9.3f %8.2f %10d\n' "${p}distfs" "$cold" "$warm" \
-        "$(echo "$warm / $local_s" | bc -l)" "$((hwm / 1024))"
+    cat_s=$(median <"$work/cat-$p")
+    printf '%-28s %9.3f %9.3f %8.2f %10d %9.3f %8.2f\n' "${p}distfs" "$cold" "$warm" \
+        "$(echo "$warm / $local_s" | bc -l)" "$((hwm / 1024))" \
+        "$cat_s" "$(echo "$cat_s / $local_cat_s" | bc -l)"
 }
 echo "entries: $((dirs * files)) files in $dirs directories; runs=$runs"
 printf '%-28s %9s\n' "ls -lR local (baseline)" "$(printf '%.3f' "$local_s")"
-printf '%-28s %9s %9s %8s %10s\n' case cold_s warm_s warm/local VmHWM_MiB
+printf '%-28s %9s\n' "cat of $files files local" "$(printf '%.3f' "$local_cat_s")"
+printf '%-28s %9s %9s %8s %10s %9s %8s\n' case cold_s warm_s warm/local VmHWM_MiB cat_s cat/local
 case_for ""
 if [ -n "$before" ]; then
     mount_bin=$before
