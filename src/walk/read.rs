@@ -109,7 +109,8 @@ pub async fn read_range_cached<S: BlockStore + ?Sized>(
 }
 
 /// Loads every block that [`read_range`] of the same range would, and nothing else, without
-/// putting bytes together: what readahead wants (the store keeps what it loaded).
+/// putting bytes together: what readahead wants (the store keeps what it loaded). Memory:
+/// the blocks being loaded, never a buffer of the range's length.
 #[tracing::instrument(skip_all, fields(cid = %cid, offset, len))]
 pub async fn prefetch_range<S: BlockStore + ?Sized>(
     store: &S,
@@ -222,6 +223,11 @@ async fn read_impl<S: BlockStore + ?Sized>(
             take_plan(&child, p.offset, p.len, p.dest, out, &mut next);
         }
         level = next;
+    }
+    if !assemble {
+        // A walk that only loads (readahead) has no pieces; putting nothing together would
+        // still allocate and zero a buffer as long as the whole window (8–32 MiB).
+        return Ok(Bytes::new());
     }
     Ok(assemble_pieces(pieces, total))
 }
