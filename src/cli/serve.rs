@@ -97,7 +97,7 @@ pub struct ServeArgs {
 
 /// Runs the gateway until a shutdown signal.
 pub fn run(args: ServeArgs) -> anyhow::Result<()> {
-    distfs::daemon::malloc::cap_arenas(); // before any thread starts
+    distfs::daemon::malloc::cap_arenas(distfs::daemon::malloc::Arenas::PerCore); // before any thread starts
     let pin_token = pin_token(&args)?;
     let rt = tokio::runtime::Runtime::new().context("starting the async runtime")?;
     rt.block_on(serve(args, pin_token))
