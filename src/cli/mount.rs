@@ -150,7 +150,6 @@ impl MountArgs {
 /// Runs the mount until it ends.
 pub fn run(args: MountArgs) -> anyhow::Result<()> {
     distfs::daemon::malloc::cap_arenas(distfs::daemon::malloc::Arenas::One); // before any thread starts
-    distfs::daemon::malloc::spawn_trimmer();
     let file = RawConfig::load_applicable(args.config.as_deref())?;
     let config = args.raw()?.over(file).validate()?;
     distfs::fs::mount::check_allow_other(config.allow_other)?; // before any slow work
