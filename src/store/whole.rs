@@ -252,7 +252,7 @@ impl WholeFiles {
                 Some((bytes, ahead))
             }
             checked::Read::Wrong { chunk } => {
-                self.chunk_wrong(cid, chunk);
+                self.chunk_wrong(&copy, cid, chunk);
                 None
             }
             checked::Read::Failed(e) => {
@@ -308,7 +308,11 @@ impl WholeFiles {
         }
     }
 
-    fn chunk_wrong(&self, cid: &Cid, chunk: u64) {
+    /// Drops the copy `copy` read from, found wrong: once, however many reads found it.
+    fn chunk_wrong(&self, copy: &checked::Checking, cid: &Cid, chunk: u64) {
+        if !copy.condemn() {
+            return;
+        }
         let path = self.quota.disk().whole_path_of(cid);
         self.drop_file(cid, &path, &format!("chunk {chunk} does not match its sum"));
     }
@@ -408,7 +412,7 @@ impl ReadAhead {
         match self.copy.read_ahead(self.chunk, self.trusted) {
             Ok(Some(true)) => self.whole.chunks_proved(&self.cid, self.size),
             Ok(Some(false)) => {}
-            Ok(None) => self.whole.chunk_wrong(&self.cid, self.chunk),
+            Ok(None) => self.whole.chunk_wrong(&self.copy, &self.cid, self.chunk),
             Err(e) => {
                 tracing::debug!(cid = %self.cid, "reading ahead in the whole copy failed: {e}");
                 self.whole.checking.remove(&self.copy.key);
@@ -834,9 +838,16 @@ mod tests {
         let again = setup(dir.path(), None);
         let got = read_at(&again, 0, 1 << 20).unwrap();
         assert_eq!(got, data[..1 << 20], "chunk 0 is right");
+        // A read-ahead of chunk 2, asked for now and run only after a read found it wrong:
+        // the copy is dropped once, not once per reader that finds it.
+        let (_, late) = again.read_checked(&cid, size, 1 << 20, 10).unwrap();
+        let late = late.expect("a read-ahead");
+        assert_eq!(late.chunk, 2);
         // A read of a few right bytes of the wrong chunk is refused all the same.
         assert!(read_at(&again, 2 << 20, 10).is_none());
         assert_eq!(again.stats().dropped, 1);
+        late.run();
+        assert_eq!(again.stats().dropped, 1, "dropped twice");
         assert!(!path.exists(), "the wrong copy is deleted");
         assert_eq!(again.quota.usage().bytes, 0, "and forgotten by the quota");
         assert!(read_at(&again, 0, 10).is_none());

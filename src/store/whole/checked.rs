@@ -59,6 +59,8 @@ pub(super) struct Checking {
     ahead: AtomicU64,
     /// Bytes kept in the windows of all open copies.
     kept: Arc<AtomicU64>,
+    /// Found wrong (and so deleted): parallel reads that find it too do nothing more.
+    condemned: AtomicBool,
 }
 
 /// What a checked read found.
@@ -121,7 +123,13 @@ impl Checking {
             load: Mutex::new(()),
             ahead: AtomicU64::new(NONE),
             kept,
+            condemned: AtomicBool::new(false),
         })
+    }
+
+    /// Marks the copy wrong; true for the first caller only, who deletes it.
+    pub(super) fn condemn(&self) -> bool {
+        !self.condemned.swap(true, Ordering::AcqRel)
     }
 
     fn window(&self) -> MutexGuard<'_, Vec<(u64, Bytes)>> {
