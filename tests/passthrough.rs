@@ -186,6 +186,13 @@ fn a_fully_read_file_is_then_read_by_the_kernel_without_the_daemon() {
     same(&read_all(&m.path(FILE)), &fx.data, "first read");
     fx.wait_whole("written", 1, &m);
     assert_eq!(fx.whole_files().len(), 1, "one whole copy");
+    // Status counts it apart from the blocks (96 leaves and a root), its bytes in the total.
+    let status = fx.status();
+    assert_eq!(whole_field(&status, "files"), 1);
+    assert_eq!(whole_field(&status, "bytes"), SIZE as u64);
+    let blocks = status["cache"]["blocks"].as_u64().unwrap();
+    assert!((97..110).contains(&blocks), "{blocks} blocks");
+    assert!(status["cache"]["bytes"].as_u64().unwrap() > 2 * SIZE as u64);
     // Files under 1 MiB are never copied.
     same(&read_all(&m.path(SMALL)), &fx.small, "small file");
 
@@ -219,6 +226,7 @@ fn a_fully_read_file_is_then_read_by_the_kernel_without_the_daemon() {
         "distfs_passthrough_enabled 1",
         "distfs_passthrough_opens_total 2",
         "distfs_whole_written_total 1",
+        "distfs_whole_files 1",
     ] {
         assert!(text.lines().any(|l| l == line), "no {line:?} in:\n{text}");
     }

@@ -11,6 +11,7 @@
 //! `distfs_evicted_bytes_total`, `distfs_fetches_in_flight`, `distfs_fetch_window`,
 //! `distfs_passthrough_enabled`, `distfs_passthrough_opens_total`,
 //! `distfs_whole_written_total`, `distfs_whole_proved_total`, `distfs_whole_dropped_total`,
+//! `distfs_whole_files`, `distfs_whole_bytes`,
 //! per gateway (label `gateway`)
 //! `distfs_gateway_requests_total`, `distfs_gateway_errors_total`,
 //! `distfs_gateway_latency_ewma_ms`, `distfs_gateway_dropped`, per name (label `name`)
@@ -156,6 +157,18 @@ pub fn encode(status: &Status) -> Result<String, String> {
         "distfs_whole_dropped",
         "Whole copies found wrong and deleted",
         c.whole.dropped,
+    );
+    gauge(
+        &mut reg,
+        "distfs_whole_files",
+        "Whole copies of files in the cache dir (not in distfs_cache_blocks)",
+        c.whole.files,
+    );
+    gauge(
+        &mut reg,
+        "distfs_whole_bytes",
+        "Bytes of whole copies (counted in distfs_cache_bytes)",
+        c.whole.bytes,
     );
 
     let requests = Family::<Labels, Counter>::default();

@@ -128,6 +128,8 @@ impl Shared {
                         dropped: w.dropped,
                         passthrough_opens: self.io_modes.passthrough_opens(),
                         busy: self.whole.as_ref().is_some_and(|w| w.is_busy()),
+                        files: usage.whole_files,
+                        bytes: usage.whole_bytes,
                     }
                 },
             },

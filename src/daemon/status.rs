@@ -143,6 +143,12 @@ pub struct WholeStatus {
     /// A whole copy is being written or proved now.
     #[serde(default)]
     pub busy: bool,
+    /// Whole copies in the cache dir now (not counted in `cache.blocks`).
+    #[serde(default)]
+    pub files: u64,
+    /// Their bytes (counted in `cache.bytes`, which the quota limits).
+    #[serde(default)]
+    pub bytes: u64,
 }
 
 /// One block source.
@@ -281,9 +287,11 @@ impl Status {
         let w = &c.whole;
         let _ = writeln!(
             s,
-            "passthrough: {}; {} opens; whole copies: {} written, {} proved, {} dropped",
+            "passthrough: {}; {} opens; whole copies: {} ({}), {} written, {} proved, {} dropped",
             if w.passthrough { "on" } else { "off" },
             w.passthrough_opens,
+            w.files,
+            human_bytes(w.bytes),
             w.written,
             w.proved,
             w.dropped

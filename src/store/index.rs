@@ -23,6 +23,9 @@ pub type Key = Vec<u8>;
 pub struct Index {
     lru: lru::LruCache<Key, u64>,
     bytes: u64,
+    /// Whole files among the entries ([`is_whole`]), and their bytes.
+    whole: usize,
+    whole_bytes: u64,
     pinned: HashMap<Key, u32>,
     in_use: HashMap<Key, u32>,
 }
@@ -32,6 +35,8 @@ impl Default for Index {
         Index {
             lru: lru::LruCache::unbounded(),
             bytes: 0,
+            whole: 0,
+            whole_bytes: 0,
             pinned: HashMap::new(),
             in_use: HashMap::new(),
         }
@@ -44,17 +49,38 @@ impl Index {
         self.bytes
     }
 
-    /// Number of indexed blocks.
+    /// Number of indexed blocks (whole files not counted).
     pub fn blocks(&self) -> usize {
-        self.lru.len()
+        self.lru.len() - self.whole
+    }
+
+    /// Number of indexed whole files (`store::whole`).
+    pub fn whole_files(&self) -> usize {
+        self.whole
+    }
+
+    /// Bytes of indexed whole files (counted in [`Index::bytes`] too).
+    pub fn whole_bytes(&self) -> u64 {
+        self.whole_bytes
     }
 
     /// Records a block (or updates its size) as the most recently used.
     pub fn insert(&mut self, key: Key, size: u64) {
-        if let Some(old) = self.lru.put(key, size) {
-            self.bytes -= old;
+        let whole = is_whole(&key);
+        match self.lru.put(key, size) {
+            Some(old) => {
+                self.bytes -= old;
+                if whole {
+                    self.whole_bytes -= old;
+                }
+            }
+            None if whole => self.whole += 1,
+            None => {}
         }
         self.bytes += size;
+        if whole {
+            self.whole_bytes += size;
+        }
     }
 
     /// Marks a block as just used; false if it is not indexed.
@@ -66,6 +92,10 @@ impl Index {
     pub fn remove(&mut self, key: &[u8]) -> Option<u64> {
         let size = self.lru.pop(key)?;
         self.bytes -= size;
+        if is_whole(key) {
+            self.whole -= 1;
+            self.whole_bytes -= size;
+        }
         Some(size)
     }
 
@@ -127,6 +157,30 @@ impl Index {
             .filter_map(|k| self.remove(&k).map(|s| (k, s)))
             .collect()
     }
+}
+
+/// Whether `key` is a whole file's (a multihash followed by [`WHOLE_MARK`]) rather than a
+/// block's (a multihash): told by the multihash's own length, since a digest may end in
+/// the mark's byte too.
+pub fn is_whole(key: &[u8]) -> bool {
+    fn varint(bytes: &[u8]) -> Option<(u64, usize)> {
+        let mut value = 0u64;
+        for (i, b) in bytes.iter().enumerate().take(9) {
+            value |= u64::from(b & 0x7f) << (7 * i);
+            if b & 0x80 == 0 {
+                return Some((value, i + 1));
+            }
+        }
+        None
+    }
+    let Some((_, code_len)) = varint(key) else {
+        return false;
+    };
+    let Some((digest_len, len_len)) = key.get(code_len..).and_then(varint) else {
+        return false;
+    };
+    let multihash = (code_len + len_len) as u64 + digest_len;
+    key.len() as u64 == multihash + 1 && key.last() == Some(&WHOLE_MARK)
 }
 
 fn release(map: &mut HashMap<Key, u32>, key: &[u8]) {
@@ -249,6 +303,39 @@ fn remove_quietly(path: &Path) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn whole_files_are_counted_apart_from_blocks_even_when_a_digest_ends_in_the_mark() {
+        // sha2-256 multihashes: code 0x12, length 32; one digest ends in the mark's byte.
+        let mh = |last: u8| {
+            let mut key = vec![0x12, 32];
+            key.extend([7u8; 31]);
+            key.push(last);
+            key
+        };
+        let block_like_mark = mh(WHOLE_MARK);
+        let mut whole = mh(1);
+        whole.push(WHOLE_MARK);
+        assert!(!is_whole(&block_like_mark));
+        assert!(is_whole(&whole));
+        assert!(!is_whole(&[]) && !is_whole(&[0x12]) && !is_whole(&[0xff; 12]));
+
+        let mut ix = Index::default();
+        ix.insert(block_like_mark.clone(), 10);
+        ix.insert(whole.clone(), 1000);
+        ix.insert(whole.clone(), 1200); // a new size for the same copy
+        assert_eq!((ix.blocks(), ix.whole_files()), (1, 1));
+        assert_eq!((ix.bytes(), ix.whole_bytes()), (1210, 1200));
+        assert_eq!(ix.remove(&whole), Some(1200));
+        assert_eq!((ix.blocks(), ix.whole_files(), ix.whole_bytes()), (1, 0, 0));
+        ix.insert(whole.clone(), 5);
+        let victims = ix.take_victims(0);
+        assert_eq!(victims.len(), 2);
+        assert_eq!(
+            (ix.blocks(), ix.whole_files(), ix.whole_bytes(), ix.bytes()),
+            (0, 0, 0, 0)
+        );
+    }
 
     fn k(n: u8) -> Key {
         vec![n]

@@ -61,10 +61,14 @@ pub fn parse_size(text: &str) -> Result<u64, SizeError> {
 /// What the cache holds now.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
 pub struct Usage {
-    /// Bytes of block files.
+    /// Bytes of block files and whole files: what the quota counts.
     pub bytes: u64,
     /// Block files.
     pub blocks: u64,
+    /// Whole files (`store::whole`), whose bytes `bytes` counts too.
+    pub whole_files: u64,
+    /// Bytes of whole files.
+    pub whole_bytes: u64,
     /// Bytes of pinned blocks held.
     pub pinned_bytes: u64,
     /// The byte limit in force (lowered after a full disk), if any.
@@ -189,6 +193,8 @@ impl Quota {
         Usage {
             bytes: ix.bytes(),
             blocks: ix.blocks() as u64,
+            whole_files: ix.whole_files() as u64,
+            whole_bytes: ix.whole_bytes(),
             pinned_bytes: ix.pinned_bytes(),
             limit: self.limit(),
         }
