@@ -3,8 +3,6 @@
 //! Kubo sharness outputs (`test/sharness/t0040-add-and-cat.sh`), the CAR/store sinks, and a
 //! streaming-memory check on a 200 MiB input.
 
-use std::alloc::{GlobalAlloc, Layout as AllocLayout, System};
-use std::cell::Cell;
 use std::io::{self, Read};
 use std::path::Path;
 
@@ -688,47 +686,11 @@ fn cli_car_output_has_root_in_header() {
 // Streaming: importing 200 MiB must not hold the file in memory. A per-thread counting
 // allocator measures the peak of live heap bytes allocated by the importing thread.
 
-struct Counting;
-
-thread_local! {
-    static TRACK: Cell<bool> = const { Cell::new(false) };
-    static LIVE: Cell<isize> = const { Cell::new(0) };
-    static PEAK: Cell<isize> = const { Cell::new(0) };
-}
-
-fn account(delta: isize) {
-    let _ = TRACK.try_with(|t| {
-        if t.get() {
-            let _ = LIVE.try_with(|l| {
-                let now = l.get() + delta;
-                l.set(now);
-                let _ = PEAK.try_with(|p| p.set(p.get().max(now)));
-            });
-        }
-    });
-}
-
-// SAFETY: forwards every call to the system allocator unchanged; it only counts sizes.
-unsafe impl GlobalAlloc for Counting {
-    unsafe fn alloc(&self, layout: AllocLayout) -> *mut u8 {
-        account(layout.size() as isize);
-        // SAFETY: same layout, passed through.
-        unsafe { System.alloc(layout) }
-    }
-    unsafe fn dealloc(&self, ptr: *mut u8, layout: AllocLayout) {
-        account(-(layout.size() as isize));
-        // SAFETY: ptr came from System.alloc with this layout.
-        unsafe { System.dealloc(ptr, layout) }
-    }
-    unsafe fn realloc(&self, ptr: *mut u8, layout: AllocLayout, new_size: usize) -> *mut u8 {
-        account(new_size as isize - layout.size() as isize);
-        // SAFETY: forwarded unchanged.
-        unsafe { System.realloc(ptr, layout, new_size) }
-    }
-}
+#[path = "support/heap.rs"]
+mod heap;
 
 #[global_allocator]
-static ALLOC: Counting = Counting;
+static ALLOC: heap::Counting = heap::Counting;
 
 /// A cheap generated stream that counts what was read.
 struct Generated {
@@ -762,15 +724,12 @@ fn peak_heap_for(opts: &ImportOptions, size: u64) -> (isize, NullSink) {
         read_total: 0,
     };
     let mut sink = NullSink::default();
-    LIVE.with(|l| l.set(0));
-    PEAK.with(|p| p.set(0));
-    TRACK.with(|t| t.set(true));
-    let root = import_file(&mut src, opts, &Metadata::default(), &mut sink);
-    TRACK.with(|t| t.set(false));
+    let (root, peak) =
+        heap::peak_of(|| import_file(&mut src, opts, &Metadata::default(), &mut sink));
     let root = root.unwrap();
     assert_eq!(src.read_total, size);
     assert_eq!(root.filesize, size);
-    (PEAK.with(Cell::get), sink)
+    (peak, sink)
 }
 
 #[test]
@@ -806,19 +765,17 @@ fn streaming_200mib_keeps_memory_flat() {
 #[test]
 fn memory_probe_detects_buffering() {
     // The probe must be able to fail: reading the whole input first is caught.
-    LIVE.with(|l| l.set(0));
-    PEAK.with(|p| p.set(0));
-    TRACK.with(|t| t.set(true));
     let mut all = Vec::new();
-    Generated {
-        remaining: 16 * MIB,
-        state: 1,
-        read_total: 0,
-    }
-    .read_to_end(&mut all)
-    .unwrap();
-    TRACK.with(|t| t.set(false));
-    assert!(PEAK.with(Cell::get) >= 16 * MIB as isize);
+    let (read, peak) = heap::peak_of(|| {
+        Generated {
+            remaining: 16 * MIB,
+            state: 1,
+            read_total: 0,
+        }
+        .read_to_end(&mut all)
+    });
+    read.unwrap();
+    assert!(peak >= 16 * MIB as isize);
 }
 
 // ---------------------------------------------------------------------------------------
