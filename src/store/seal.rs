@@ -100,33 +100,44 @@ impl Streaming {
 
 /// Writes `seal` into `file`'s seal attribute; false if the filesystem refused.
 pub(super) fn write_seal(file: &File, seal: &[u8; LEN]) -> bool {
-    // SAFETY: `ATTR` is NUL-terminated and `seal` is a live buffer of the length given.
+    set_attr(file, ATTR, seal)
+}
+
+/// `file`'s seal attribute, if it has one of the right length.
+pub(super) fn read_seal(file: &File) -> Option<[u8; LEN]> {
+    let mut found = [0u8; LEN];
+    (get_attr(file, ATTR, &mut found) == Some(LEN)).then_some(found)
+}
+
+/// Sets the extended attribute `name` of `file` to `value`; false if refused.
+fn set_attr(file: &File, name: &CStr, value: &[u8]) -> bool {
+    // SAFETY: `name` is NUL-terminated and `value` is a live buffer of the length given.
     let rc = unsafe {
         libc::fsetxattr(
             file.as_raw_fd(),
-            ATTR.as_ptr(),
-            seal.as_ptr().cast(),
-            seal.len(),
+            name.as_ptr(),
+            value.as_ptr().cast(),
+            value.len(),
             0,
         )
     };
     rc == 0
 }
 
-/// `file`'s seal attribute, if it has one of the right length.
-pub(super) fn read_seal(file: &File) -> Option<[u8; LEN]> {
-    let mut found = [0u8; LEN];
-    // SAFETY: `ATTR` is NUL-terminated and `found` is a live buffer of the length given; the
+/// Reads the extended attribute `name` of `file` into `buf`: its length, or `None` if it
+/// is missing, unreadable or longer than `buf`.
+fn get_attr(file: &File, name: &CStr, buf: &mut [u8]) -> Option<usize> {
+    // SAFETY: `name` is NUL-terminated and `buf` is a live buffer of the length given; the
     // kernel writes at most that many bytes (ERANGE if the attribute is longer).
     let n = unsafe {
         libc::fgetxattr(
             file.as_raw_fd(),
-            ATTR.as_ptr(),
-            found.as_mut_ptr().cast(),
-            found.len(),
+            name.as_ptr(),
+            buf.as_mut_ptr().cast(),
+            buf.len(),
         )
     };
-    (n == LEN as isize).then_some(found)
+    usize::try_from(n).ok()
 }
 
 /// The extended attribute that holds a whole file's chunk sums.
@@ -275,35 +286,15 @@ impl StreamingSums {
 
 /// Writes `sums` into `file`'s chunk sums attribute; false if the filesystem refused.
 pub(super) fn write_sums(file: &File, sums: &ChunkSums) -> bool {
-    let bytes = sums.encode();
-    // SAFETY: `SUMS_ATTR` is NUL-terminated and `bytes` is a live buffer of the length given.
-    let rc = unsafe {
-        libc::fsetxattr(
-            file.as_raw_fd(),
-            SUMS_ATTR.as_ptr(),
-            bytes.as_ptr().cast(),
-            bytes.len(),
-            0,
-        )
-    };
-    rc == 0
+    set_attr(file, SUMS_ATTR, &sums.encode())
 }
 
 /// The chunk sums of `file`, a whole file of `size` bytes stored under `cid`'s name, if it
 /// has sums of the right format and shape for that size.
 pub(super) fn read_sums(file: &File, cid: &Cid, size: u64) -> Option<ChunkSums> {
     let mut found = vec![0u8; SUMS_HEADER + 8 * MAX_CHUNKS as usize];
-    // SAFETY: `SUMS_ATTR` is NUL-terminated and `found` is a live buffer of the length
-    // given; the kernel writes at most that many bytes (ERANGE if the attribute is longer).
-    let n = unsafe {
-        libc::fgetxattr(
-            file.as_raw_fd(),
-            SUMS_ATTR.as_ptr(),
-            found.as_mut_ptr().cast(),
-            found.len(),
-        )
-    };
-    let found = found.get(..usize::try_from(n).ok()?)?;
+    let n = get_attr(file, SUMS_ATTR, &mut found)?;
+    let found = found.get(..n)?;
     let (header, body) = found.split_at_checked(SUMS_HEADER)?;
     let shift = u32::from(header[1]);
     let count = u32::from_le_bytes(header[2..6].try_into().ok()?);
