@@ -366,7 +366,7 @@ impl WholeFiles {
         let index = self.quota.index();
         let mut proved = self.proved();
         for key in keys.iter().filter_map(|k| hex::decode(k).ok()) {
-            if key.last() == Some(&WHOLE_MARK) && index.contains(&key) {
+            if super::index::is_whole(&key) && index.contains(&key) {
                 proved.insert(key);
             }
         }

@@ -93,6 +93,13 @@ fn a_written_file_is_handed_out_and_proved_again_by_a_new_process() {
     let next = setup(dir.path(), None);
     next.restore_proved(&again.proved_snapshot());
     next.restore_proved(&["zz".into(), hex::encode(b"not a whole key")]);
+    // A block's key whose digest happens to end in the mark's byte is no whole file's.
+    let mut block_key = vec![0x12, 32];
+    block_key.extend([9u8; 31]);
+    block_key.push(WHOLE_MARK);
+    next.quota.written_key(block_key.clone(), 10);
+    next.restore_proved(&[hex::encode(&block_key)]);
+    assert_eq!(next.proved_snapshot(), again.proved_snapshot());
     assert!(next.open(&cid, SIZE as u64).is_some());
 
     // Evicted like a block: the file goes, and is no longer handed out.
