@@ -466,7 +466,9 @@ impl DistView {
         }
         let _foreground = self.cold.foreground();
         self.cold.trace(&node, offset, u64::from(size));
-        if let Some(bytes) = self.read_copy(&node, offset, size).await {
+        // Local reads, but bounded like every read: a hung disk gives EIO, not a hang.
+        let copy = self.bounded(async { Ok(self.read_copy(&node, offset, size).await) });
+        if let Some(bytes) = copy.await? {
             return self.xattrs.read(ino, async { Ok(bytes) }).await;
         }
         let held = self.open.guard(fh);
