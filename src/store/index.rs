@@ -197,8 +197,12 @@ fn release(map: &mut HashMap<Key, u32>, key: &[u8]) {
 pub struct ScanReport {
     /// Block files indexed.
     pub blocks: u64,
-    /// Their bytes.
+    /// Bytes of block files and whole files indexed: what the quota counts.
     pub bytes: u64,
+    /// Whole files indexed (`store::whole`), whose bytes `bytes` counts too.
+    pub whole_files: u64,
+    /// Bytes of whole files indexed.
+    pub whole_bytes: u64,
     /// Temp files of unfinished writes removed.
     pub temp_removed: u64,
     /// Empty or oversized block files removed (torn by a crash; never valid blocks).
@@ -227,7 +231,12 @@ pub fn scan(blocks: &Path, whole: &Path, keep_pid: u32) -> io::Result<(Index, Sc
     found.sort_unstable_by_key(|a| a.0);
     let mut index = Index::default();
     for (_, key, len) in found {
-        report.blocks += 1;
+        if is_whole(&key) {
+            report.whole_files += 1;
+            report.whole_bytes += len;
+        } else {
+            report.blocks += 1;
+        }
         report.bytes += len;
         index.insert(key, len);
     }
@@ -383,17 +392,26 @@ mod tests {
         fs::write(shard.join(".tmp-1-0"), b"half").unwrap(); // a dead writer's temp file
         fs::write(shard.join(".tmp-77-0"), b"mine").unwrap(); // the live writer's
         fs::write(shard.join("README"), b"not a block").unwrap();
-        let (ix, report) = scan(dir.path(), &dir.path().join("none"), 77).unwrap();
+        // A whole copy of a file (a full sha2-256 multihash as its name): not a block.
+        let wdir = tempfile::tempdir().unwrap();
+        let whole = wdir.path().join("whole");
+        fs::create_dir_all(whole.join("cd")).unwrap();
+        let copy = format!("1220{}", "cd".repeat(32));
+        fs::write(whole.join("cd").join(&copy), [0u8; 1000]).unwrap();
+        let (ix, report) = scan(dir.path(), &whole, 77).unwrap();
         assert_eq!(
             report,
             ScanReport {
                 blocks: 1,
-                bytes: 5,
+                bytes: 1005,
+                whole_files: 1,
+                whole_bytes: 1000,
                 temp_removed: 1,
                 bad_removed: 1,
                 foreign: 1
             }
         );
+        assert_eq!((ix.blocks(), ix.whole_files()), (1, 1));
         assert!(ix.contains(&[0x12, 0x20, 0xab, 0x01]));
         assert!(!shard.join(".tmp-1-0").exists() && shard.join(".tmp-77-0").exists());
         assert!(!shard.join("1220ab02").exists());

@@ -129,6 +129,7 @@ impl Quota {
         }
         tracing::info!(
             blocks = scanned.blocks,
+            whole_files = scanned.whole_files,
             bytes = scanned.bytes,
             temp_removed = scanned.temp_removed,
             bad_removed = scanned.bad_removed,
