@@ -235,34 +235,7 @@ pub fn run(config: Config) -> Result<(), DaemonError> {
     };
     let journaled = std::env::var_os(supervise::FD_ENV).is_some();
     let journal_path = cache_dir.join(supervise::JOURNAL_FILE);
-    let what = format!("mounted at {}", config.mountpoint.display());
-    let lock = match &incoming {
-        Some(inc) => {
-            let snap = &inc.snapshot;
-            if snap.mountpoint != config.mountpoint || snap.cache_dir != cache_dir {
-                return Err(DaemonError::TakeoverMismatch {
-                    theirs: format!(
-                        "{} (cache {})",
-                        snap.mountpoint.display(),
-                        snap.cache_dir.display()
-                    ),
-                    ours: format!(
-                        "{} (cache {})",
-                        config.mountpoint.display(),
-                        cache_dir.display()
-                    ),
-                });
-            }
-            let file = inc.lock.try_clone().map_err(|source| {
-                DaemonError::Takeover(restart::RestartError::Io {
-                    what: "dup of the lock fd",
-                    source,
-                })
-            })?;
-            CacheLock::adopt(file, &cache_dir, &what)?
-        }
-        None => CacheLock::acquire(&cache_dir, &what)?,
-    };
+    let lock = lock_cache(&config, incoming.as_ref())?;
     let cache_err = |source| DaemonError::Cache {
         dir: cache_dir.clone(),
         source: Box::new(source),
@@ -467,39 +440,17 @@ pub fn run(config: Config) -> Result<(), DaemonError> {
             Some(sup) => sup.adopt(fs, config.allow_other, uid, gid)?,
         },
         Some(inc) => {
-            let fuse = inc.fuse.try_clone().map_err(|e| {
-                DaemonError::Takeover(restart::RestartError::Io {
-                    what: "dup of the FUSE fd",
-                    source: e,
-                })
-            })?;
-            let snap_init = inc.snapshot.init;
-            let adopted =
-                crate::fs::handover::adopt(fs, fuse, snap_init, config.allow_other, uid, gid)
-                    .map_err(|e| DaemonError::Takeover(e.into()))?;
-            let fuse = inc.fuse.try_clone().map_err(|e| {
-                DaemonError::Takeover(restart::RestartError::Io {
-                    what: "dup of the FUSE fd",
-                    source: e,
-                })
-            })?;
-            inc.finish().map_err(DaemonError::Takeover)?;
-            // Read the connection only now that the resend has queued everything the old
-            // process held back (see `Adopted`).
-            let session = adopted
-                .serve()
-                .map_err(|e| DaemonError::Takeover(e.into()))?;
-            // The old daemon is gone: its socket and metrics address are free.
-            let mut bound = bind_socket()?;
-            bound.serve(Arc::clone(&shared));
+            let (mounted, bound) = take_over(
+                fs,
+                inc,
+                &runtime,
+                &config,
+                &shared,
+                &bind_socket,
+                (uid, gid),
+            )?;
             socket = Some(bound);
-            if let Some(addr) = config.metrics_listen {
-                match runtime.block_on(metrics::bind(addr)) {
-                    Ok(listener) => serve_metrics(&runtime, listener, &shared),
-                    Err(e) => tracing::warn!(%addr, "metrics not served after the restart: {e}"),
-                }
-            }
-            Mounted { session, fuse }
+            mounted
         }
     };
     let _ = shared.handover.set(Arc::new(restart::Handover {
@@ -560,11 +511,74 @@ pub fn run(config: Config) -> Result<(), DaemonError> {
         raise_readahead(dev);
     }
 
+    let stuck = serve_until_end(&runtime, session, fuse_dev, &config.mountpoint);
+    socket.remove();
+    view.shutdown();
+    flush_cache(&runtime, &store);
+    if stuck {
+        // Leave without dropping what the stuck FUSE thread may still hold.
+        std::process::exit(0);
+    }
+    Ok(())
+}
+
+/// Takes the mount over from the daemon handing over (`inc`): adopts its FUSE connection
+/// for `fs`, lets it go, then serves the connection, the control socket and `/metrics` in
+/// its place.
+fn take_over(
+    fs: DistFs,
+    inc: restart::Incoming,
+    runtime: &tokio::runtime::Runtime,
+    config: &Config,
+    shared: &Arc<Shared>,
+    bind_socket: &dyn Fn() -> Result<ControlSocket, DaemonError>,
+    (uid, gid): (libc::uid_t, libc::gid_t),
+) -> Result<(Mounted, ControlSocket), DaemonError> {
+    let dup_fuse = || {
+        inc.fuse.try_clone().map_err(|source| {
+            DaemonError::Takeover(restart::RestartError::Io {
+                what: "dup of the FUSE fd",
+                source,
+            })
+        })
+    };
+    let snap_init = inc.snapshot.init;
+    let adopted =
+        crate::fs::handover::adopt(fs, dup_fuse()?, snap_init, config.allow_other, uid, gid)
+            .map_err(|e| DaemonError::Takeover(e.into()))?;
+    let fuse = dup_fuse()?;
+    inc.finish().map_err(DaemonError::Takeover)?;
+    // Read the connection only now that the resend has queued everything the old
+    // process held back (see `Adopted`).
+    let session = adopted
+        .serve()
+        .map_err(|e| DaemonError::Takeover(e.into()))?;
+    // The old daemon is gone: its socket and metrics address are free.
+    let mut bound = bind_socket()?;
+    bound.serve(Arc::clone(shared));
+    if let Some(addr) = config.metrics_listen {
+        match runtime.block_on(metrics::bind(addr)) {
+            Ok(listener) => serve_metrics(runtime, listener, shared),
+            Err(e) => tracing::warn!(%addr, "metrics not served after the restart: {e}"),
+        }
+    }
+    Ok((Mounted { session, fuse }, bound))
+}
+
+/// Serves the mount until it is unmounted or a signal comes. On a signal, unmounts lazily and
+/// waits [`UNMOUNT_GRACE`] for the session to end; when it does not, aborts the connection
+/// (`fuse_dev`, through fusectl) and returns `true` without joining the FUSE thread, which is
+/// stuck on a connection the kernel no longer serves: the caller must then exit.
+fn serve_until_end(
+    runtime: &tokio::runtime::Runtime,
+    session: fuser::BackgroundSession,
+    fuse_dev: Option<u64>,
+    mountpoint: &std::path::Path,
+) -> bool {
     let finished = || session.guard.is_finished();
-    let ended_by_signal = runtime.block_on(wait_for_end(&finished));
-    if ended_by_signal {
+    if runtime.block_on(wait_for_end(&finished)) {
         tracing::info!("signal received: unmounting");
-        lazy_unmount(&config.mountpoint);
+        lazy_unmount(mountpoint);
         let start = Instant::now();
         while !finished() && start.elapsed() < UNMOUNT_GRACE {
             std::thread::sleep(Duration::from_millis(20));
@@ -573,21 +587,52 @@ pub fn run(config: Config) -> Result<(), DaemonError> {
             if let Some(dev) = fuse_dev {
                 abort_connection(dev);
             }
-            // The FUSE thread is stuck on a connection the kernel no longer serves; leave
-            // without joining it.
-            socket.remove();
-            view.shutdown();
-            flush_cache(&runtime, &store);
-            std::process::exit(0);
+            // Dropping the session would join the stuck thread.
+            std::mem::forget(session);
+            return true;
         }
     }
     if let Err(e) = session.join() {
         tracing::debug!("FUSE session ended with: {e}");
     }
-    socket.remove();
-    view.shutdown();
-    flush_cache(&runtime, &store);
-    Ok(())
+    false
+}
+
+/// The cache lock: taken over from the daemon handing over (`incoming`), which must have
+/// the same mountpoint and cache dir, or acquired.
+fn lock_cache(
+    config: &Config,
+    incoming: Option<&restart::Incoming>,
+) -> Result<CacheLock, DaemonError> {
+    let cache_dir = &config.cache_dir;
+    let what = format!("mounted at {}", config.mountpoint.display());
+    Ok(match incoming {
+        Some(inc) => {
+            let snap = &inc.snapshot;
+            if snap.mountpoint != config.mountpoint || &snap.cache_dir != cache_dir {
+                return Err(DaemonError::TakeoverMismatch {
+                    theirs: format!(
+                        "{} (cache {})",
+                        snap.mountpoint.display(),
+                        snap.cache_dir.display()
+                    ),
+                    ours: format!(
+                        "{} (cache {})",
+                        config.mountpoint.display(),
+                        cache_dir.display()
+                    ),
+                });
+            }
+            let file = inc.lock.try_clone().map_err(|source| {
+                DaemonError::Takeover(restart::RestartError::Io {
+                    what: "dup of the lock fd",
+                    source,
+                })
+            })?;
+            CacheLock::adopt(file, cache_dir, &what)?
+        }
+        None => CacheLock::acquire(cache_dir, &what)?,
+    })
 }
 
 /// Serves `/metrics` on `listener`.
