@@ -8,9 +8,25 @@ log() { echo "# $*" >&2; }
 now() { date +%s.%N; }
 median() { sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
 
+# DISTFS_BENCH_FRESH_FS=GIB puts $work on a new ext4 file system (a sparse image file of that
+# many GiB, loop-mounted; needs root): every run then creates its cache files on a file
+# system that has deleted nothing. On a file system that deleted many files in the last
+# minutes (tests, earlier runs), and has no journal, ext4 looks at each recently deleted
+# inode again for every file it creates, which makes cold figures swing between runs.
 bench_setup() { # name
     bench_name=$1
     work=$(mktemp -d)
+    fresh_img=
+    if [ -n "${DISTFS_BENCH_FRESH_FS:-}" ]; then
+        fresh_img=$(mktemp)
+        truncate -s "${DISTFS_BENCH_FRESH_FS}G" "$fresh_img"
+        mkfs.ext4 -q -F "$fresh_img"
+        # Direct I/O to the image: otherwise its pages stay in the page cache under the loop
+        # device, and a file "evicted" from the new file system is read back from memory.
+        fresh_dev=$(losetup --find --show --direct-io=on "$fresh_img")
+        mount "$fresh_dev" "$work"
+        log "work dir on a fresh ext4 of ${DISTFS_BENCH_FRESH_FS} GiB ($fresh_dev, direct I/O)"
+    fi
     mnt="$work/mnt"
     mkdir -p "$mnt"
     serve_pid=
@@ -21,6 +37,11 @@ bench_cleanup() {
     stop_mount || true
     [ -n "$serve_pid" ] && kill "$serve_pid" 2>/dev/null && wait "$serve_pid" 2>/dev/null
     mountpoint -q "$mnt" && umount -l "$mnt"
+    if [ -n "$fresh_img" ]; then
+        umount "$work" || umount -l "$work"
+        losetup -d "$fresh_dev" 2>/dev/null || true
+        rm -f "$fresh_img"
+    fi
     rm -rf "$work"
 }
 
