@@ -83,8 +83,9 @@ impl Readahead {
         // and jump elsewhere. The READ that continues it is.
         let sequential = offset == s.next && offset > 0;
         s.next = end;
-        let until = (end + width).min(size);
-        if !sequential || end >= size || s.fetched_until >= until.min(end + width - width / 4) {
+        let until = end.saturating_add(width).min(size);
+        let enough = end.saturating_add(width - width / 4);
+        if !sequential || end >= size || s.fetched_until >= until.min(enough) {
             return None;
         }
         let start = s.fetched_until.max(end);

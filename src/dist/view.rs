@@ -563,8 +563,8 @@ impl DistView {
             // One byte a window past this one (the internal nodes above it and one leaf),
             // so that a later top-up does not first wait a round trip for the node above its
             // leaves: with Kubo's 174 links a node covers 43.5 MiB of 256 KiB leaves, and at
-            // 20 ms that wait emptied the fetch window once per node (about 4 % of a cold
-            // read of 1 GiB).
+            // 20 ms that wait emptied the fetch window once per node (a tenth of the time of
+            // a cold read of 1 GiB).
             let width = blocks as u64 * super::readahead::WINDOW_BLOCK;
             let ahead = start.saturating_add(len).saturating_add(width);
             let scout = async {
