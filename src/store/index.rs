@@ -163,24 +163,8 @@ impl Index {
 /// block's (a multihash): told by the multihash's own length, since a digest may end in
 /// the mark's byte too.
 pub fn is_whole(key: &[u8]) -> bool {
-    fn varint(bytes: &[u8]) -> Option<(u64, usize)> {
-        let mut value = 0u64;
-        for (i, b) in bytes.iter().enumerate().take(9) {
-            value |= u64::from(b & 0x7f) << (7 * i);
-            if b & 0x80 == 0 {
-                return Some((value, i + 1));
-            }
-        }
-        None
-    }
-    let Some((_, code_len)) = varint(key) else {
-        return false;
-    };
-    let Some((digest_len, len_len)) = key.get(code_len..).and_then(varint) else {
-        return false;
-    };
-    let multihash = (code_len + len_len) as u64 + digest_len;
-    key.len() as u64 == multihash + 1 && key.last() == Some(&WHOLE_MARK)
+    let mut rest = key;
+    multihash::Multihash::<64>::read(&mut rest).is_ok() && rest == [WHOLE_MARK]
 }
 
 fn release(map: &mut HashMap<Key, u32>, key: &[u8]) {
