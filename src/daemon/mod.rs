@@ -23,6 +23,8 @@ pub mod probe;
 mod projects;
 pub mod protocol;
 pub mod restart;
+mod shutdown;
+mod sources;
 mod state;
 pub mod status;
 pub mod supervise;
@@ -37,10 +39,9 @@ use cid::Cid;
 use crate::dist::coldstart::ColdStartConfig;
 use crate::dist::trace::Tracer;
 use crate::dist::DistView;
-use crate::fetch::{Fetcher, FetcherConfig, RecordApi, RecordClient, DEFAULT_RECORD_TIMEOUT};
-use crate::fs::mount::{lazy_unmount, mount, raise_readahead, Invalidator, MountConfig, Mounted};
+use crate::fetch::{Fetcher, FetcherConfig};
+use crate::fs::mount::{mount, raise_readahead, Invalidator, MountConfig, Mounted};
 use crate::fs::DistFs;
-use crate::name::{Resolver, ResolverConfig};
 use crate::store::cache::CacheStore;
 use crate::store::disk::DiskStore;
 use crate::store::lock::CacheLock;
@@ -49,16 +50,14 @@ use crate::store::whole::WholeFiles;
 use config::Config;
 use control::ControlSocket;
 use follow::{Follow, NameCell, NameState};
+use shutdown::{flush_cache, serve_until_end};
+use sources::{build_resolver, choose_sources, routing_clients};
 use state::Shared;
 
 /// How often the quota is checked as a safety net for eviction triggers lost to races.
 const SWEEP_EVERY: Duration = Duration::from_secs(2);
 /// Where a supervised daemon journals the inodes read by passthrough (`fs::iomode`).
 const IO_JOURNAL_FILE: &str = "passthrough.journal";
-/// How long an unmount on a signal may take before the connection is aborted.
-const UNMOUNT_GRACE: Duration = Duration::from_secs(3);
-/// How long pending cache writes may take at exit.
-const FLUSH_LIMIT: Duration = Duration::from_secs(30);
 
 /// Why the daemon could not start (or ended badly).
 #[derive(Debug, thiserror::Error)]
@@ -140,83 +139,6 @@ pub enum DaemonError {
         #[source]
         source: std::io::Error,
     },
-}
-
-/// The block and record sources in use: the configured ones, or the defaults with the
-/// local gateway first when it answers the probe.
-async fn choose_sources(config: &Config) -> (Vec<String>, Vec<String>, Option<String>) {
-    let mut gateways = config.gateways.clone();
-    let mut local = None;
-    if config.default_sources {
-        if let Some(addr) = config.local_gateway {
-            if probe::local_gateway_answers(addr).await {
-                let url = probe::gateway_url(addr);
-                gateways.insert(0, url.clone());
-                local = Some(url);
-            } else {
-                tracing::info!(%addr, "no local gateway answers; using public gateways only");
-            }
-        }
-    }
-    tracing::info!(gateways = ?gateways, routing = ?config.routings, "block and record sources");
-    (gateways, config.routings.clone(), local)
-}
-
-/// The resolver for name roots: record sources from the gateways and routing endpoints,
-/// the last good records kept in `<cache>/names`.
-fn build_resolver(
-    config: &Config,
-    gateways: &[String],
-    routings: &[String],
-) -> Result<Resolver, DaemonError> {
-    let http = RecordClient::http_client().map_err(DaemonError::Records)?;
-    let mut sources = Vec::new();
-    if !config.offline {
-        for (urls, api) in [
-            (gateways, RecordApi::Gateway),
-            (routings, RecordApi::Routing),
-        ] {
-            for url in urls {
-                sources.push(
-                    RecordClient::new(url, api, http.clone(), DEFAULT_RECORD_TIMEOUT)
-                        .map_err(DaemonError::Records)?,
-                );
-            }
-        }
-    }
-    Resolver::new(ResolverConfig {
-        sources,
-        dns_server: config.dns_server,
-        state_dir: Some(config.cache_dir.join("names")),
-        min_ttl: config.min_ttl,
-        max_ttl: config.max_ttl,
-        publisher: config.publisher.clone(),
-    })
-    .map_err(|source| DaemonError::Resolve {
-        spec: config.root.to_string(),
-        source: Box::new(source),
-    })
-}
-
-/// Clients for provider discovery: the routing endpoints in use, none when offline.
-fn routing_clients(
-    config: &Config,
-    routings: &[String],
-) -> Vec<crate::fetch::routing::RoutingClient> {
-    use crate::fetch::routing::{RoutingClient, DEFAULT_ROUTING_TIMEOUT};
-    if config.offline {
-        return Vec::new();
-    }
-    routings
-        .iter()
-        .filter_map(|u| match RoutingClient::new(u, DEFAULT_ROUTING_TIMEOUT) {
-            Ok(c) => Some(c),
-            Err(e) => {
-                tracing::warn!("provider discovery skips {u}: {e}");
-                None
-            }
-        })
-        .collect()
 }
 
 /// Runs the mount until it ends; `Ok` after a clean unmount.
@@ -565,39 +487,6 @@ fn take_over(
     Ok((Mounted { session, fuse }, bound))
 }
 
-/// Serves the mount until it is unmounted or a signal comes. On a signal, unmounts lazily and
-/// waits [`UNMOUNT_GRACE`] for the session to end; when it does not, aborts the connection
-/// (`fuse_dev`, through fusectl) and returns `true` without joining the FUSE thread, which is
-/// stuck on a connection the kernel no longer serves: the caller must then exit.
-fn serve_until_end(
-    runtime: &tokio::runtime::Runtime,
-    session: fuser::BackgroundSession,
-    fuse_dev: Option<u64>,
-    mountpoint: &std::path::Path,
-) -> bool {
-    let finished = || session.guard.is_finished();
-    if runtime.block_on(wait_for_end(&finished)) {
-        tracing::info!("signal received: unmounting");
-        lazy_unmount(mountpoint);
-        let start = Instant::now();
-        while !finished() && start.elapsed() < UNMOUNT_GRACE {
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        if !finished() {
-            if let Some(dev) = fuse_dev {
-                abort_connection(dev);
-            }
-            // Dropping the session would join the stuck thread.
-            std::mem::forget(session);
-            return true;
-        }
-    }
-    if let Err(e) = session.join() {
-        tracing::debug!("FUSE session ended with: {e}");
-    }
-    false
-}
-
 /// The cache lock: taken over from the daemon handing over (`incoming`), which must have
 /// the same mountpoint and cache dir, or acquired.
 fn lock_cache(
@@ -646,47 +535,4 @@ fn serve_metrics(
         tracing::info!(addr = %bound, "serving /metrics");
     }
     runtime.spawn(metrics::serve(listener, Arc::clone(shared)));
-}
-
-/// Lets the cache's background disk writes finish, so the next mount finds what this one
-/// fetched.
-fn flush_cache(runtime: &tokio::runtime::Runtime, store: &CacheStore) {
-    if !runtime.block_on(store.flush(FLUSH_LIMIT)) {
-        tracing::warn!("some fetched blocks were not written to the cache before exit");
-    }
-}
-
-/// Waits for SIGINT/SIGTERM (true) or for the session to end by an external unmount (false).
-async fn wait_for_end(finished: &dyn Fn() -> bool) -> bool {
-    use tokio::signal::unix::{signal, SignalKind};
-    let (Ok(mut term), Ok(mut int)) = (
-        signal(SignalKind::terminate()),
-        signal(SignalKind::interrupt()),
-    ) else {
-        tracing::warn!("cannot listen for signals; unmount with fusermount3 -u");
-        while !finished() {
-            tokio::time::sleep(Duration::from_millis(200)).await;
-        }
-        return false;
-    };
-    loop {
-        tokio::select! {
-            _ = term.recv() => return true,
-            _ = int.recv() => return true,
-            _ = tokio::time::sleep(Duration::from_millis(200)) => {
-                if finished() {
-                    return false;
-                }
-            }
-        }
-    }
-}
-
-/// Aborts the FUSE connection with device number `dev` through fusectl (root only; best
-/// effort).
-fn abort_connection(dev: u64) {
-    let minor = libc::minor(dev);
-    if let Err(e) = crate::fs::probe::abort_connection(minor) {
-        tracing::debug!(minor, "could not abort the FUSE connection: {e}");
-    }
 }
