@@ -569,7 +569,12 @@ impl DistView {
             let ahead = start.saturating_add(len).saturating_add(width);
             let scout = async {
                 if ahead < size {
-                    let _ = walk::prefetch_range_wide(&store, &nodes, &cid, ahead, 1, 1).await;
+                    if let Err(e) =
+                        walk::prefetch_range_wide(&store, &nodes, &cid, ahead, 1, 1).await
+                    {
+                        // Harmless: the top-up that gets there fetches it again.
+                        tracing::debug!(%cid, ahead, "readahead scout failed: {e}");
+                    }
                 }
             };
             let fetch = walk::prefetch_range_wide(&store, &nodes, &cid, start, len, blocks);
